@@ -1,0 +1,18 @@
+"""Pure forward/backward pairs: ``out, cache = *_forward(...)``; ``grads = *_backward(dout, cache)``.
+
+Backward functions never modify ``dout`` or the cache; forward functions never modify their input
+(BatchNorm's running statistics, passed explicitly, are updated in place as in ``torch.nn.functional``).
+"""
+from .activation import (
+    gelu_backward, gelu_forward, leaky_relu_backward, leaky_relu_forward, log_softmax_backward,
+    log_softmax_forward, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward,
+    softmax_forward, tanh_backward, tanh_forward,
+)
+from .dropout import dropout_backward, dropout_forward
+from .linear import linear_backward, linear_forward
+from .normalization import (
+    batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward, layer_norm_backward,
+    layer_norm_forward,
+)
+
+__all__ = [name for name in dir() if name.endswith(("_forward", "_backward"))]

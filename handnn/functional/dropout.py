@@ -1,0 +1,79 @@
+"""Inverted dropout with torch's convention: ``p`` is the probability of *dropping* an element."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from .._validation import check_array
+
+
+class DropoutCache(NamedTuple):
+    """The boolean keep-mask applied (None when the input passed through) and the kept elements' scale."""
+
+    mask: Optional[np.ndarray]
+    scale: float
+
+
+def check_dropout_p(p: float) -> None:
+    """torch's ``ValueError`` for a drop probability outside [0, 1]."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def draw_dropout_mask(shape, p: float, rng) -> np.ndarray:
+    """Boolean keep-mask, each element kept with probability ``1 - p`` (``u < 1 - p``, ``u ~ U[0, 1)``)."""
+    if rng is None:
+        raise ValueError("dropout needs rng= (a numpy.random.Generator) or an explicit mask= to draw its mask")
+    return rng.random(shape) < (1.0 - p)
+
+
+def dropout_forward(
+    x: np.ndarray,
+    p: float = 0.5,
+    training: bool = True,
+    *,
+    rng: Optional[np.random.Generator] = None,
+    mask: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, DropoutCache]:
+    """``y = x * mask / (1 - p)`` in training, ``y = x`` otherwise.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+    p : float in [0, 1]
+        Drop probability (torch's convention; a course's ``keep_prob`` is ``1 - p``).
+    training : bool
+    rng : numpy.random.Generator, optional
+        Draws the mask when ``mask`` is not given.
+    mask : ndarray of bool, shape of ``x``, optional
+        An explicit keep-mask (e.g. torch's, ``F.dropout(ones, p) != 0``).
+
+    Returns
+    -------
+    out : ndarray, shape and dtype of ``x``. With p = 0 or in eval it is ``x`` itself, as in torch;
+        with p = 1 it is ``x * 0`` (NaN and inf become NaN, as in torch).
+    cache : DropoutCache
+    """
+    check_dropout_p(p)
+    check_array(x, "dropout")
+    if not training or p == 0:
+        return x, DropoutCache(None, 1.0)
+    if p == 1:
+        return x * x.dtype.type(0), DropoutCache(np.zeros(x.shape, dtype=bool), 0.0)
+    if mask is None:
+        mask = draw_dropout_mask(x.shape, p, rng)
+    elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        raise TypeError(f"dropout mask must be a boolean ndarray, but got {getattr(mask, 'dtype', type(mask))}")
+    elif mask.shape != x.shape:
+        raise ValueError(f"dropout mask of shape {mask.shape} does not match the input's shape {x.shape}")
+    # torch scales in the input's dtype: float32(1) / float32(1 - p) for float32 input.
+    scale = x.dtype.type(1) / x.dtype.type(1.0 - p)
+    return x * (mask * scale), DropoutCache(mask, scale)
+
+
+def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
+    """``dx = dout * mask / (1 - p)`` (``dout`` itself when the input passed through)."""
+    if cache.mask is None:
+        return dout
+    return dout * (cache.mask * dout.dtype.type(cache.scale))

@@ -1,0 +1,78 @@
+"""``Linear`` and ``Identity``."""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+
+from ... import functional as F
+from ..parameter import Parameter
+from .module import Module
+
+
+def default_rng(rng: Optional[np.random.Generator]) -> np.random.Generator:
+    """The generator a layer draws from: the one given, else a fresh one (never NumPy's global state)."""
+    return np.random.default_rng() if rng is None else rng
+
+
+class Identity(Module):
+    """``y = x``; accepts and ignores any constructor arguments, as torch's does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def forward(self, input: np.ndarray) -> np.ndarray:
+        self._cache = True
+        return input
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        self._saved()
+        return grad_output
+
+
+class Linear(Module):
+    """``y = x W^T + b`` over inputs of shape ``(*, in_features)``.
+
+    Initialised as torch does: ``weight`` and ``bias`` ~ U(-1/sqrt(in_features), 1/sqrt(in_features))
+    (``kaiming_uniform_(a=sqrt(5))`` for the weight), weight drawn first.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+    dtype : numpy dtype, keyword-only (float64 by default)
+    rng : numpy.random.Generator, keyword-only
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 dtype=np.float64, rng: Optional[np.random.Generator] = None) -> None:
+        super().__init__()
+        if in_features < 0 or out_features < 0:
+            raise RuntimeError(
+                f"Trying to create tensor with negative dimension: in_features={in_features}, "
+                f"out_features={out_features}"
+            )
+        self.in_features = in_features
+        self.out_features = out_features
+        rng = default_rng(rng)
+        bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
+        if bias:
+            self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, input: np.ndarray) -> np.ndarray:
+        bias = self.bias.data if self.bias is not None else None
+        out, self._cache = F.linear_forward(input, self.weight.data, bias)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        dx, dweight, dbias = F.linear_backward(grad_output, self._saved())
+        self._accumulate(self.weight, dweight)
+        self._accumulate(self.bias, dbias)
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -1,0 +1,158 @@
+"""Build a torch twin of a handnn module (and back), holding copies of the same parameters and buffers.
+
+``to_torch(module)`` gives a ``torch.nn.Module`` with identical parameters, buffers, training mode and
+dtype; nested ``Sequential``s are rebuilt. A handnn ``Dropout`` becomes :class:`MaskedDropout`, a torch module
+that applies the mask the handnn layer drew in its last forward, so both sides drop the same elements.
+``from_torch(torch_module)`` goes the other way for every supported layer.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+
+from handnn import nn
+
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+NUMPY_DTYPES = {v: k for k, v in TORCH_DTYPES.items()}
+
+
+def module_dtype(module: nn.Module) -> np.dtype:
+    """The floating dtype of a module's own parameters/buffers (float64 for parameter-free modules)."""
+    for _, array in (*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)):
+        data = getattr(array, "data", array)
+        if data.dtype.kind == "f":
+            return data.dtype
+    return np.dtype(np.float64)
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """A torch tensor holding a copy of ``array`` (torch never sees handnn's memory)."""
+    return torch.from_numpy(np.array(array, copy=True))
+
+
+def to_numpy(tensor: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    return None if tensor is None else tensor.detach().cpu().numpy().copy()
+
+
+class MaskedDropout(torch.nn.Module):
+    """Torch's dropout arithmetic driven by a handnn ``Dropout``'s keep-mask.
+
+    In training with ``0 < p < 1`` it computes ``x * noise`` with ``noise = mask.to(dtype).div_(1 - p)``,
+    exactly as ``torch.nn.functional.dropout`` does with its own Bernoulli draw; ``p = 1`` gives ``x * 0``
+    and eval or ``p = 0`` returns ``x``.
+    """
+
+    def __init__(self, source: nn.Dropout) -> None:
+        super().__init__()
+        self.source = source
+        self.p = source.p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * torch.zeros((), dtype=x.dtype)
+        if self.source.mask is None or tuple(self.source.mask.shape) != tuple(x.shape):
+            raise RuntimeError("MaskedDropout: run the handnn Dropout's forward on the same input shape first")
+        noise = torch.from_numpy(self.source.mask).to(x.dtype).div_(1 - self.p)
+        return x * noise
+
+
+def _build(module: nn.Module) -> torch.nn.Module:
+    dtype = TORCH_DTYPES[module_dtype(module)]
+    kind = type(module)
+    if kind is nn.Sequential:
+        return torch.nn.Sequential(OrderedDict((name, to_torch(child)) for name, child in module.named_children()))
+    if kind is nn.Linear:
+        return torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None, dtype=dtype)
+    if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
+        return getattr(torch.nn, kind.__name__)(
+            module.num_features, eps=module.eps, momentum=module.momentum, affine=module.affine,
+            track_running_stats=module.track_running_stats, dtype=dtype)
+    if kind is nn.LayerNorm:
+        return torch.nn.LayerNorm(module.normalized_shape, eps=module.eps,
+                                  elementwise_affine=module.elementwise_affine,
+                                  bias=module.bias is not None, dtype=dtype)
+    if kind is nn.GroupNorm:
+        return torch.nn.GroupNorm(module.num_groups, module.num_channels, eps=module.eps, affine=module.affine,
+                                  dtype=dtype)
+    if kind is nn.Dropout:
+        return MaskedDropout(module)
+    simple: Dict[type, Callable[[], torch.nn.Module]] = {
+        nn.Identity: lambda: torch.nn.Identity(),
+        nn.Flatten: lambda: torch.nn.Flatten(module.start_dim, module.end_dim),
+        nn.ReLU: lambda: torch.nn.ReLU(),
+        nn.LeakyReLU: lambda: torch.nn.LeakyReLU(module.negative_slope),
+        nn.Sigmoid: lambda: torch.nn.Sigmoid(),
+        nn.Tanh: lambda: torch.nn.Tanh(),
+        nn.GELU: lambda: torch.nn.GELU(approximate=module.approximate),
+        nn.Softmax: lambda: torch.nn.Softmax(dim=module.dim),
+        nn.LogSoftmax: lambda: torch.nn.LogSoftmax(dim=module.dim),
+    }
+    if kind in simple:
+        return simple[kind]()
+    raise TypeError(f"to_torch: no torch twin for handnn module {kind.__name__}")
+
+
+def to_torch(module: nn.Module) -> torch.nn.Module:
+    """A torch module computing what ``module`` computes: same parameters, buffers, mode and dtype."""
+    twin = _build(module)
+    twin.training = module.training  # per module: children were set when they were built
+    own_params = dict(module.named_parameters(recurse=False))
+    own_buffers = dict(module.named_buffers(recurse=False))
+    with torch.no_grad():
+        for name, param in own_params.items():
+            getattr(twin, name).copy_(to_tensor(param.data))
+        for name, buf in own_buffers.items():
+            getattr(twin, name).copy_(to_tensor(buf))
+    return twin
+
+
+def _from_build(twin: torch.nn.Module, rng: Optional[np.random.Generator]) -> nn.Module:
+    kind = type(twin)
+    first = next((t for t in (*twin.parameters(recurse=False), *twin.buffers(recurse=False))
+                  if t.is_floating_point()), None)
+    dtype = NUMPY_DTYPES.get(first.dtype, np.float64) if first is not None else np.float64
+    T = torch.nn
+    if kind is T.Sequential:
+        return nn.Sequential(OrderedDict((name, from_torch(child, rng=rng)) for name, child in twin.named_children()))
+    if kind is T.Linear:
+        return nn.Linear(twin.in_features, twin.out_features, bias=twin.bias is not None, dtype=dtype, rng=rng)
+    if kind in (T.BatchNorm1d, T.BatchNorm2d):
+        return getattr(nn, kind.__name__)(twin.num_features, twin.eps, twin.momentum, twin.affine,
+                                          twin.track_running_stats, dtype=dtype)
+    if kind is T.LayerNorm:
+        return nn.LayerNorm(twin.normalized_shape, twin.eps, twin.elementwise_affine, twin.bias is not None,
+                            dtype=dtype)
+    if kind is T.GroupNorm:
+        return nn.GroupNorm(twin.num_groups, twin.num_channels, twin.eps, twin.affine, dtype=dtype)
+    if kind in (T.Dropout, MaskedDropout):
+        return nn.Dropout(twin.p, rng=rng)
+    simple = {
+        T.Identity: lambda: nn.Identity(),
+        T.Flatten: lambda: nn.Flatten(twin.start_dim, twin.end_dim),
+        T.ReLU: lambda: nn.ReLU(),
+        T.LeakyReLU: lambda: nn.LeakyReLU(twin.negative_slope),
+        T.Sigmoid: lambda: nn.Sigmoid(),
+        T.Tanh: lambda: nn.Tanh(),
+        T.GELU: lambda: nn.GELU(twin.approximate),
+        T.Softmax: lambda: nn.Softmax(twin.dim),
+        T.LogSoftmax: lambda: nn.LogSoftmax(twin.dim),
+    }
+    if kind in simple:
+        return simple[kind]()
+    raise TypeError(f"from_torch: handnn has no counterpart of torch module {kind.__name__}")
+
+
+def from_torch(twin: torch.nn.Module, *, rng: Optional[np.random.Generator] = None) -> nn.Module:
+    """A handnn module computing what ``twin`` computes, with copies of its parameters and buffers."""
+    module = _from_build(twin, rng)
+    module.training = twin.training  # per module: children were set when they were built
+    own = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+    if own:
+        torch_state = twin.state_dict()
+        module.load_state_dict({name: to_numpy(torch_state[name]) for name, _ in own}, strict=False)
+    return module
