@@ -22,7 +22,7 @@ NUMPY_DTYPES = {v: k for k, v in TORCH_DTYPES.items()}
 def module_dtype(module: nn.Module) -> np.dtype:
     """The floating dtype of a module's own parameters/buffers (float64 for parameter-free modules)."""
     for _, array in (*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)):
-        data = getattr(array, "data", array)
+        data = array.data if isinstance(array, nn.Parameter) else array
         if data.dtype.kind == "f":
             return data.dtype
     return np.dtype(np.float64)

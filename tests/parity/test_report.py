@@ -1,0 +1,55 @@
+"""The parity report (`python -m reference`): passes on handnn, exits 1 and names the check on a planted bug."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import handnn.functional as F
+from reference import report
+
+
+def test_report_passes_and_writes_json(tmp_path, capsys):
+    out_file = tmp_path / "report.json"
+    status = report.main(["--only", "BatchNorm1d*", "--dtype", "float64", "--json", str(out_file)])
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "torch 2." in text and "0 failed" in text
+    data = json.loads(out_file.read_text())
+    names = {r["name"] for r in data["results"]}
+    assert {"out", "dx", "grad weight", "buffer running_var", "eval out"} <= names
+    assert all(r["passed"] for r in data["results"])
+
+
+def test_report_covers_every_handnn_layer():
+    from handnn import nn
+
+    built = {type(m).__name__ for case in report._cases()
+             for m in case.build(np.dtype(np.float64), np.random.default_rng(0)).modules()}
+    assert built >= set(nn.__all__) - {"Parameter", "Module"}
+
+
+def test_report_fails_on_biased_running_variance(monkeypatch, capsys):
+    real = F.batch_norm_forward
+
+    def biased(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+        # the courses' bug: track the biased variance, i.e. the unbiased one times (n - 1) / n
+        before = None if running_var is None else running_var.copy()
+        out, cache = real(x, running_mean, running_var, weight, bias, training, momentum, eps)
+        if training and running_var is not None:
+            n = x.size // x.shape[1]
+            unbiased = (running_var - (1 - momentum) * before) / momentum
+            running_var[...] = (1 - momentum) * before + momentum * unbiased * (n - 1) / n
+        return out, cache
+
+    monkeypatch.setattr(F, "batch_norm_forward", biased)
+    status = report.main(["--only", "BatchNorm1d (N, C)", "--dtype", "float64"])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "buffer running_var" in text and "MISMATCH" in text
+
+
+def test_report_rejects_unknown_component(capsys):
+    assert report.main(["--only", "NoSuchLayer"]) == 2
+    assert "no component matches" in capsys.readouterr().err
