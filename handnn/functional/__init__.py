@@ -10,6 +10,12 @@ from .activation import (
 )
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
+from .loss import (
+    binary_cross_entropy_backward, binary_cross_entropy_forward, binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_forward, cross_entropy_backward, cross_entropy_forward, huber_loss_backward,
+    huber_loss_forward, l1_loss_backward, l1_loss_forward, mse_loss_backward, mse_loss_forward, nll_loss_backward,
+    nll_loss_forward, smooth_l1_loss_backward, smooth_l1_loss_forward,
+)
 from .normalization import (
     batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward, layer_norm_backward,
     layer_norm_forward,

@@ -27,7 +27,8 @@ def test_report_covers_every_handnn_layer():
 
     built = {type(m).__name__ for case in report._cases()
              for m in case.build(np.dtype(np.float64), np.random.default_rng(0)).modules()}
-    assert built >= set(nn.__all__) - {"Parameter", "Module"}
+    layers = {name for name in nn.__all__ if not name.endswith("Loss")} - {"Parameter", "Module"}
+    assert built >= layers
 
 
 def test_report_fails_on_biased_running_variance(monkeypatch, capsys):

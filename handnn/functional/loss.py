@@ -1,0 +1,385 @@
+"""Losses as forward/backward pairs, with torch's reductions, weights and edge cases.
+
+``value, cache = *_loss_forward(input, target, ..., reduction='mean')`` returns the reduced loss (a 0-d array for
+``'mean'``/``'sum'``, the element-wise losses for ``'none'``); ``*_loss_backward(grad_output, cache)`` returns
+dL/d(input), where ``grad_output`` is a scalar for ``'mean'``/``'sum'`` and shaped like the ``'none'`` output
+otherwise. Every backward first spreads ``grad_output`` over the unreduced losses (:func:`_spread`), then
+applies the element-wise derivative.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from .._validation import check_array, check_same_dtype
+from .activation import log_softmax_backward, log_softmax_forward
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+class LossCache(NamedTuple):
+    """What every loss backward needs.
+
+    local : d(unreduced loss)/d(input) per element, with weights already applied (shape of the input),
+        or, for the class losses, d(unreduced loss)/d(log-probabilities) per unit of upstream gradient.
+    reduction : 'none' | 'mean' | 'sum'
+    denom : what 'mean' divides the summed losses by
+    loss_shape : shape of the unreduced loss
+    extra : loss-specific (CrossEntropy: the log_softmax cache)
+    """
+
+    local: np.ndarray
+    reduction: str
+    denom: float
+    loss_shape: Tuple[int, ...]
+    input_shape: Tuple[int, ...]
+    extra: object = None
+
+
+def check_reduction(reduction: str) -> None:
+    """torch's ``ValueError`` for an unknown reduction."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _reduce(loss: np.ndarray, reduction: str, denom: float) -> np.ndarray:
+    if reduction == "none":
+        return loss
+    total = loss.sum(dtype=loss.dtype)
+    return total if reduction == "sum" else loss.dtype.type(total / loss.dtype.type(denom))
+
+
+def _spread(grad_output, cache: LossCache, dtype) -> np.ndarray:
+    """dL/d(unreduced loss): ``grad_output`` broadcast, divided by the mean's denominator."""
+    g = np.asarray(grad_output, dtype=dtype)
+    if cache.reduction == "none":
+        if g.shape != cache.loss_shape:
+            raise RuntimeError(f"grad_output of shape {g.shape} does not match the unreduced loss's shape "
+                               f"{cache.loss_shape}")
+        return g
+    if g.size != 1:
+        raise RuntimeError(f"grad_output for reduction={cache.reduction!r} must be a scalar, got shape {g.shape}")
+    g = g.reshape(())
+    if cache.reduction == "mean":
+        g = g / dtype.type(cache.denom)
+    return np.broadcast_to(g, cache.loss_shape)
+
+
+def _sum_to_shape(grad: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """Undo broadcasting: sum ``grad`` down to ``shape``."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and grad.shape[i + lead] != 1)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def _regression_pair(input: np.ndarray, target: np.ndarray, op: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Validate and broadcast (input, target) as torch's regression losses do (a warning on size mismatch)."""
+    check_array(input, op)
+    check_array(target, op)
+    check_same_dtype(input, target, op)
+    if target.shape != input.shape:
+        warnings.warn(
+            f"Using a target size ({target.shape}) that is different to the input size ({input.shape}). "
+            "This will likely lead to incorrect results due to broadcasting. Please ensure they have the same size.",
+            UserWarning, stacklevel=3)
+        try:
+            return tuple(np.broadcast_arrays(input, target))  # type: ignore[return-value]
+        except ValueError:
+            raise RuntimeError(f"The size of input {input.shape} and target {target.shape} cannot be broadcast "
+                               "together") from None
+    return input, target
+
+
+def _elementwise(input, target, reduction, op, value_and_slope):
+    check_reduction(reduction)
+    x, t = _regression_pair(input, target, op)
+    loss, local = value_and_slope(x - t)
+    return _reduce(loss, reduction, loss.size), LossCache(local, reduction, loss.size, loss.shape, input.shape)
+
+
+def _elementwise_backward(grad_output, cache: LossCache) -> np.ndarray:
+    g = _spread(grad_output, cache, cache.local.dtype)
+    return _sum_to_shape(g * cache.local, cache.input_shape)
+
+
+# ---- regression losses ----------------------------------------------------------------------------
+def mse_loss_forward(input, target, reduction: str = "mean"):
+    """``(x - y)^2``; d/dx = ``2 (x - y)``."""
+    return _elementwise(input, target, reduction, "mse_loss", lambda d: (d * d, 2 * d))
+
+
+def l1_loss_forward(input, target, reduction: str = "mean"):
+    """``|x - y|``; d/dx = ``sign(x - y)`` (0 at 0, as torch)."""
+    return _elementwise(input, target, reduction, "l1_loss", lambda d: (np.abs(d), np.sign(d)))
+
+
+def smooth_l1_loss_forward(input, target, reduction: str = "mean", beta: float = 1.0):
+    """``0.5 z^2 / beta`` if ``|z| < beta`` else ``|z| - 0.5 beta`` (``z = x - y``; beta = 0 is L1)."""
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    if beta == 0:
+        return l1_loss_forward(input, target, reduction)
+
+    def value_and_slope(d):
+        a = np.abs(d)
+        small = a < beta
+        loss = np.where(small, 0.5 * d * d / beta, a - 0.5 * beta)
+        return loss.astype(d.dtype, copy=False), np.where(small, d / beta, np.sign(d)).astype(d.dtype, copy=False)
+
+    return _elementwise(input, target, reduction, "smooth_l1_loss", value_and_slope)
+
+
+def huber_loss_forward(input, target, reduction: str = "mean", delta: float = 1.0):
+    """``0.5 z^2`` if ``|z| < delta`` else ``delta (|z| - 0.5 delta)``; d/dx = ``clip(z, -delta, delta)``."""
+    if delta <= 0:
+        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+
+    def value_and_slope(d):
+        a = np.abs(d)
+        loss = np.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)).astype(d.dtype, copy=False)
+        return loss, np.clip(d, -delta, delta).astype(d.dtype, copy=False)
+
+    return _elementwise(input, target, reduction, "huber_loss", value_and_slope)
+
+
+mse_loss_backward = l1_loss_backward = smooth_l1_loss_backward = huber_loss_backward = _elementwise_backward
+
+
+# ---- binary cross-entropy -----------------------------------------------------------------------
+def _binary_pair(input, target, weight, op):
+    check_array(input, op)
+    check_array(target, op)
+    check_same_dtype(input, target, op)
+    if target.shape != input.shape:
+        raise ValueError(f"Target size ({target.shape}) must be the same as input size ({input.shape})")
+    if weight is not None:
+        check_same_dtype(input, weight, op)
+        np.broadcast_shapes(weight.shape, input.shape)
+
+
+# torch's clamp of the BCE gradient's denominator is the float literal 1e-12f (9.99999996e-13 as float64).
+_BCE_EPSILON = float(np.float32(1e-12))
+
+
+def binary_cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, reduction: str = "mean"):
+    """``-w [y log x + (1 - y) log(1 - x)]`` on probabilities ``x``, each log clamped at -100 as torch does.
+
+    d/dx = ``w (x - y) / max(x (1 - x), float32(1e-12))``.
+    """
+    check_reduction(reduction)
+    _binary_pair(input, target, weight, "binary_cross_entropy")
+    if np.any((input < 0) | (input > 1)) or np.any(np.isnan(input)):
+        raise RuntimeError("all elements of input should be between 0 and 1")
+    x, y = input, target
+    with np.errstate(divide="ignore"):
+        log_x = np.maximum(np.log(x), -100)
+        log_1mx = np.maximum(np.log1p(-x), -100)
+    loss = -(y * log_x + (1 - y) * log_1mx)
+    local = (x - y) / np.maximum((1 - x) * x, x.dtype.type(_BCE_EPSILON))
+    if weight is not None:
+        loss = loss * weight
+        local = local * weight
+    return _reduce(loss, reduction, loss.size), LossCache(local, reduction, loss.size, loss.shape, input.shape)
+
+
+binary_cross_entropy_backward = _elementwise_backward
+
+
+def log_sigmoid(x: np.ndarray) -> np.ndarray:
+    """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, finite for every finite ``x``."""
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def binary_cross_entropy_with_logits_forward(input, target, weight: Optional[np.ndarray] = None,
+                                             reduction: str = "mean", pos_weight: Optional[np.ndarray] = None):
+    """``[(1 - y) x - (1 + (pw - 1) y) log sigmoid(x)] w`` on logits ``x`` (stable for any ``|x|``).
+
+    d/dx = ``[(pw y + 1 - y) sigmoid(x) - pw y] w`` (``pw = 1`` without pos_weight: ``(sigmoid(x) - y) w``).
+    """
+    check_reduction(reduction)
+    _binary_pair(input, target, weight, "binary_cross_entropy_with_logits")
+    if pos_weight is not None:
+        check_same_dtype(input, pos_weight, "binary_cross_entropy_with_logits")
+    x, y = input, target
+    sig = np.exp(log_sigmoid(x))
+    if pos_weight is None:
+        loss = (1 - y) * x - log_sigmoid(x)
+        local = sig - y
+    else:
+        log_weight = (pos_weight - 1) * y + 1
+        loss = (1 - y) * x - log_weight * log_sigmoid(x)
+        py = pos_weight * y
+        local = (py + 1 - y) * sig - py
+    if weight is not None:
+        loss = loss * weight
+        local = local * weight
+    return _reduce(loss, reduction, loss.size), LossCache(local, reduction, loss.size, loss.shape, input.shape)
+
+
+binary_cross_entropy_with_logits_backward = _elementwise_backward
+
+
+# ---- NLL and cross-entropy ----------------------------------------------------------------------
+class ClassTargets(NamedTuple):
+    """Class-index targets resolved against the input: the index per position and its weight (0 if ignored)."""
+
+    index: np.ndarray  # target with ignored positions replaced by 0, shape of the unreduced loss
+    weight: np.ndarray  # w[target] (1 without class weights), 0 where target == ignore_index
+    valid: np.ndarray  # target != ignore_index
+
+
+def _class_dim(input: np.ndarray) -> int:
+    return 0 if input.ndim == 1 else 1
+
+
+def _class_targets(input: np.ndarray, target: np.ndarray, weight: Optional[np.ndarray], ignore_index: int,
+                   op: str) -> ClassTargets:
+    """Check class-index targets as torch does and look up their weights."""
+    if input.ndim < 1:
+        raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
+    if not isinstance(target, np.ndarray) or target.dtype.kind not in "iu":
+        kind = getattr(target, "dtype", type(target).__name__)
+        raise RuntimeError(f"{op}: expected class-index targets of an integer dtype, but got {kind}")
+    if input.ndim > 1 and target.ndim > 0 and input.shape[0] != target.shape[0]:
+        raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size "
+                         f"({target.shape[0]}).")
+    expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+    if target.shape != expected:
+        raise RuntimeError(f"Expected target size {list(expected)}, got {list(target.shape)}")
+    classes = input.shape[_class_dim(input)]
+    if weight is not None:
+        check_same_dtype(input, weight, op)
+        if weight.shape != (classes,):
+            raise RuntimeError(f"weight tensor should be defined either for all {classes} classes or no classes "
+                               f"but got weight tensor of shape: {list(weight.shape)}")
+    valid = target != ignore_index
+    bad = valid & ((target < 0) | (target >= classes))
+    if np.any(bad):
+        raise IndexError(f"Target {int(target[bad].flat[0])} is out of bounds.")
+    index = np.where(valid, target, 0)
+    w = weight[index] if weight is not None else np.ones(index.shape, input.dtype)
+    return ClassTargets(index, np.where(valid, w, input.dtype.type(0)), valid)
+
+
+def _pick(lp: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``lp[n, index[n, ...], ...]`` along the class dim."""
+    c = _class_dim(lp)
+    return np.take_along_axis(lp, np.expand_dims(index, c), axis=c).squeeze(c)
+
+
+def _scatter(values: np.ndarray, index: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Zeros shaped like ``like`` with ``values`` put at the target class of each position."""
+    c = _class_dim(like)
+    out = np.zeros_like(like)
+    np.put_along_axis(out, np.expand_dims(index, c), np.expand_dims(values, c), axis=c)
+    return out
+
+
+def _nll(lp: np.ndarray, targets: ClassTargets, reduction: str):
+    """Unreduced NLL ``-w[y] lp[y]``, the reduced value, and the mean's denominator ``sum w[y]``."""
+    loss = -targets.weight * _pick(lp, targets.index)
+    denom = float(targets.weight.sum(dtype=lp.dtype))
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):  # all targets ignored: 0/0 = NaN, as torch
+            value = lp.dtype.type(loss.sum(dtype=lp.dtype) / lp.dtype.type(denom))
+    else:
+        value = _reduce(loss, reduction, denom)
+    return loss, value, denom
+
+
+def nll_loss_forward(input, target, weight: Optional[np.ndarray] = None, ignore_index: int = -100,
+                     reduction: str = "mean"):
+    """``-w[y_n] input[n, y_n]`` over log-probabilities ``input`` of shape (N, C, d1, ...) or (C,).
+
+    'mean' divides by ``sum_n w[y_n]`` over the positions not equal to ``ignore_index``.
+    """
+    check_reduction(reduction)
+    check_array(input, "nll_loss")
+    targets = _class_targets(input, target, weight, ignore_index, "nll_loss")
+    loss, value, denom = _nll(input, targets, reduction)
+    local = _scatter(-targets.weight, targets.index, input)
+    return value, LossCache(local, reduction, denom, loss.shape, input.shape)
+
+
+def nll_loss_backward(grad_output, cache: LossCache) -> np.ndarray:
+    """dL/d(input): ``-w[y] g`` at each target class, 0 elsewhere."""
+    g = _spread(grad_output, cache, cache.local.dtype)
+    return cache.local * np.expand_dims(g, _class_dim(cache.local))
+
+
+class CrossEntropyExtra(NamedTuple):
+    softmax_cache: object
+    smooth_local: Optional[np.ndarray]  # d(smoothing term)/d(lp) per unit upstream, already scaled, or None
+    smooth_denom: float
+
+
+def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ignore_index: int = -100,
+                          reduction: str = "mean", label_smoothing: float = 0.0):
+    """Cross-entropy over logits of shape (N, C, d1, ...) or (C,), through ``log_softmax`` on dim 1.
+
+    Class-index targets: ``(1 - eps) NLL + (eps / C) sum_c (-w_c lp_c)``; 'mean' divides both terms by
+    ``sum w[y]`` over non-ignored positions (the smoothing term by the non-ignored count without weights).
+    Probability targets (same shape as the input): ``-sum_c w_c y'_c lp_c`` with
+    ``y' = (1 - eps) y + eps / C``; 'mean' divides by ``N * d1 * ...``.
+    """
+    check_reduction(reduction)
+    check_array(input, "cross_entropy")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    if input.ndim < 1:
+        raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
+    c = _class_dim(input)
+    classes = input.shape[c]
+    lp, sm_cache = log_softmax_forward(input, c)
+    wshape = [1] * input.ndim
+    wshape[c] = classes
+    if isinstance(target, np.ndarray) and target.shape == input.shape and target.dtype.kind != "i":
+        check_array(target, "cross_entropy")
+        check_same_dtype(input, target, "cross_entropy")
+        if ignore_index >= 0:
+            raise RuntimeError("ignore_index is not supported for floating point target")
+        if weight is not None:
+            check_same_dtype(input, weight, "cross_entropy")
+        probs = target * (1 - label_smoothing) + label_smoothing / classes if label_smoothing else target
+        wy = probs * weight.reshape(wshape) if weight is not None else probs
+        loss = -(lp * wy).sum(axis=c)
+        denom = input.size / classes
+        value = _reduce(loss, reduction, denom)
+        return value, LossCache(-wy, reduction, denom, loss.shape, input.shape, CrossEntropyExtra(sm_cache, None, 0))
+    targets = _class_targets(input, target, weight, ignore_index, "cross_entropy")
+    loss, value, denom = _nll(lp, targets, reduction)
+    local = _scatter(-targets.weight, targets.index, input)
+    smooth_local, smooth_denom = None, 0.0
+    if label_smoothing > 0:
+        w = weight.reshape(wshape) if weight is not None else np.ones(wshape, input.dtype)
+        mask = np.expand_dims(targets.valid, c)
+        smooth = -(lp * w).sum(axis=c) * targets.valid
+        smooth_denom = denom if weight is not None else float(targets.valid.sum())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            smooth_value = smooth if reduction == "none" else _reduce(
+                smooth, "sum" if reduction == "sum" else "none", 0).sum() / (
+                1.0 if reduction == "sum" else smooth_denom)
+        eps_c = label_smoothing / classes
+        value = ((1 - label_smoothing) * value + np.asarray(smooth_value) * eps_c).astype(input.dtype)
+        local = local * (1 - label_smoothing)
+        smooth_local = np.where(mask, -w * eps_c, 0).astype(input.dtype)
+    return value, LossCache(local, reduction, denom, loss.shape, input.shape,
+                            CrossEntropyExtra(sm_cache, smooth_local, smooth_denom))
+
+
+def cross_entropy_backward(grad_output, cache: LossCache) -> np.ndarray:
+    """dL/d(logits) = log_softmax backward of dL/d(lp)."""
+    extra: CrossEntropyExtra = cache.extra
+    dtype = cache.local.dtype
+    c = _class_dim(cache.local)
+    g = _spread(grad_output, cache, dtype)
+    dlp = cache.local * np.expand_dims(g, c)
+    if extra.smooth_local is not None:
+        # the smoothing term has its own denominator under 'mean'
+        smooth_cache = cache._replace(denom=extra.smooth_denom)
+        dlp = dlp + extra.smooth_local * np.expand_dims(_spread(grad_output, smooth_cache, dtype), c)
+    return log_softmax_backward(dlp, extra.softmax_cache)

@@ -1,0 +1,64 @@
+"""Adagrad (torch's ``_single_tensor_adagrad``)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from ..nn.parameter import Parameter
+from .optimizer import Optimizer, ParamsT, check_hyper, new_step
+
+
+def adagrad_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, Any], *, lr: float, lr_decay: float,
+                 weight_decay: float, eps: float, maximize: bool) -> None:
+    """One Adagrad update in place.
+
+    ::
+
+        step += 1;  g = -grad if maximize else grad;  g = g + wd * p
+        clr = lr / (1 + (step - 1) lr_decay);  sum += g^2;  p -= clr g / (sqrt(sum) + eps)
+    """
+    state["step"] += 1
+    step = float(state["step"])
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + weight_decay * param
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum = state["sum"]
+    state_sum += g * g
+    std = np.sqrt(state_sum)
+    std += eps
+    param -= clr * (g / std)
+
+
+class Adagrad(Optimizer):
+    """torch's ``Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
+    maximize=False)``. State ``step`` and ``sum`` are created here, in ``__init__``, as torch does."""
+
+    def __init__(self, params: ParamsT, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
+                 initial_accumulator_value: float = 0, eps: float = 1e-10, foreach: Optional[bool] = None, *,
+                 maximize: bool = False, differentiable: bool = False, fused: Optional[bool] = None) -> None:
+        check_hyper(0.0 <= lr, f"Invalid learning rate: {lr}")
+        check_hyper(0.0 <= lr_decay, f"Invalid lr_decay value: {lr_decay}")
+        check_hyper(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
+        check_hyper(0.0 <= initial_accumulator_value,
+                    f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        check_hyper(0.0 <= eps, f"Invalid epsilon value: {eps}")
+        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                        initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
+                        differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(p, self.state.setdefault(p, {}), group)
+
+    @staticmethod
+    def _init_state(p: Parameter, state: Dict[str, Any], group: Dict[str, Any]) -> None:
+        if not state:
+            state["step"] = new_step()
+            state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
+
+    def _update(self, p: Parameter, grad: np.ndarray, state: Dict[str, Any], group: Dict[str, Any]) -> None:
+        self._init_state(p, state, group)  # a group added after __init__ starts here
+        adagrad_step(p.data, grad, state, lr=group["lr"], lr_decay=group["lr_decay"],
+                     weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
