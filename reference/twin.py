@@ -61,11 +61,13 @@ class MaskedDropout(torch.nn.Module):
         return x * noise
 
 
-def _build(module: nn.Module) -> torch.nn.Module:
+def _build(module: nn.Module, memo: Dict[int, torch.nn.Module]) -> torch.nn.Module:
     dtype = TORCH_DTYPES[module_dtype(module)]
     kind = type(module)
     if kind is nn.Sequential:
-        return torch.nn.Sequential(OrderedDict((name, to_torch(child)) for name, child in module.named_children()))
+        # every registered name, not named_children(): that de-duplicates, and Sequential(a, b, a) has 3 entries
+        return torch.nn.Sequential(OrderedDict((name, to_torch(child, memo=memo))
+                                               for name, child in module._modules.items()))
     if kind is nn.Linear:
         return torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None, dtype=dtype)
     if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
@@ -97,9 +99,17 @@ def _build(module: nn.Module) -> torch.nn.Module:
     raise TypeError(f"to_torch: no torch twin for handnn module {kind.__name__}")
 
 
-def to_torch(module: nn.Module) -> torch.nn.Module:
-    """A torch module computing what ``module`` computes: same parameters, buffers, mode and dtype."""
-    twin = _build(module)
+def to_torch(module: nn.Module, *, memo: Optional[Dict[int, torch.nn.Module]] = None) -> torch.nn.Module:
+    """A torch module computing what ``module`` computes: same parameters, buffers, mode and dtype.
+
+    ``memo`` (``id(handnn module) -> twin``, filled while building) makes a module registered under
+    several names map to ONE shared twin, as in the original, so the twin's ``state_dict`` has the same keys.
+    """
+    memo = {} if memo is None else memo
+    if id(module) in memo:
+        return memo[id(module)]
+    twin = _build(module, memo)
+    memo[id(module)] = twin
     twin.training = module.training  # per module: children were set when they were built
     own_params = dict(module.named_parameters(recurse=False))
     own_buffers = dict(module.named_buffers(recurse=False))
@@ -111,14 +121,17 @@ def to_torch(module: nn.Module) -> torch.nn.Module:
     return twin
 
 
-def _from_build(twin: torch.nn.Module, rng: Optional[np.random.Generator]) -> nn.Module:
+def _from_build(twin: torch.nn.Module, rng: Optional[np.random.Generator],
+                memo: Dict[int, nn.Module]) -> nn.Module:
     kind = type(twin)
     first = next((t for t in (*twin.parameters(recurse=False), *twin.buffers(recurse=False))
                   if t.is_floating_point()), None)
     dtype = NUMPY_DTYPES.get(first.dtype, np.float64) if first is not None else np.float64
     T = torch.nn
     if kind is T.Sequential:
-        return nn.Sequential(OrderedDict((name, from_torch(child, rng=rng)) for name, child in twin.named_children()))
+        # every registered name (named_children() de-duplicates a module registered twice)
+        return nn.Sequential(OrderedDict((name, from_torch(child, rng=rng, memo=memo))
+                                         for name, child in twin._modules.items()))
     if kind is T.Linear:
         return nn.Linear(twin.in_features, twin.out_features, bias=twin.bias is not None, dtype=dtype, rng=rng)
     if kind in (T.BatchNorm1d, T.BatchNorm2d):
@@ -147,9 +160,18 @@ def _from_build(twin: torch.nn.Module, rng: Optional[np.random.Generator]) -> nn
     raise TypeError(f"from_torch: handnn has no counterpart of torch module {kind.__name__}")
 
 
-def from_torch(twin: torch.nn.Module, *, rng: Optional[np.random.Generator] = None) -> nn.Module:
-    """A handnn module computing what ``twin`` computes, with copies of its parameters and buffers."""
-    module = _from_build(twin, rng)
+def from_torch(twin: torch.nn.Module, *, rng: Optional[np.random.Generator] = None,
+               memo: Optional[Dict[int, nn.Module]] = None) -> nn.Module:
+    """A handnn module computing what ``twin`` computes, with copies of its parameters and buffers.
+
+    ``memo`` (``id(torch module) -> handnn module``) keeps a torch module registered under several names
+    shared in the result, as :func:`to_torch` does.
+    """
+    memo = {} if memo is None else memo
+    if id(twin) in memo:
+        return memo[id(twin)]
+    module = _from_build(twin, rng, memo)
+    memo[id(twin)] = module
     module.training = twin.training  # per module: children were set when they were built
     own = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
     if own:

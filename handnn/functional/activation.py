@@ -6,6 +6,7 @@ Outputs keep the input's dtype.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import NamedTuple, Optional, Tuple
 
@@ -24,6 +25,9 @@ class ActivationCache(NamedTuple):
 # ---- ReLU: y = max(x, 0); dy/dx = 0 where y <= 0 (so 0 at x == 0, as in torch) -----------------------------
 def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, ActivationCache]:
     """``y = max(x, 0)``; shape and dtype of ``x`` (NaN propagates as in torch)."""
+    # torch computes relu of an integer tensor (handnn does not: TypeError) but rejects bool with RuntimeError.
+    if isinstance(x, np.ndarray) and x.dtype == np.bool_:
+        raise RuntimeError("relu(): Boolean inputs not supported for relu")
     check_array(x, "relu", int_error=TypeError)
     out = np.maximum(x, x.dtype.type(0))  # np.maximum propagates NaN, as torch does
     return out, ActivationCache(out)
@@ -37,6 +41,11 @@ def relu_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
 # ---- LeakyReLU: y = x if x > 0 else slope * x ---------------------------------------------------
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> Tuple[np.ndarray, ActivationCache]:
     """``y = x`` where ``x > 0``, else ``negative_slope * x``."""
+    # torch's argument parser rejects a non-number slope with TypeError before looking at the input
+    if not isinstance(negative_slope, numbers.Real):
+        raise TypeError(
+            f"leaky_relu(): argument 'negative_slope' must be Number, not {type(negative_slope).__name__}"
+        )
     check_array(x, "leaky_relu", int_error=NotImplementedError)
     slope = x.dtype.type(negative_slope)
     return np.where(x > 0, x, x * slope), ActivationCache(x, negative_slope)
@@ -92,6 +101,9 @@ def erf(x: np.ndarray) -> np.ndarray:
 
 
 def _check_approximate(approximate: str) -> None:
+    # torch: a non-str is rejected by the argument parser (TypeError), an unknown str by the kernel (RuntimeError)
+    if not isinstance(approximate, str):
+        raise TypeError(f"gelu(): argument 'approximate' must be str, not {type(approximate).__name__}")
     if approximate not in ("none", "tanh"):
         raise RuntimeError(f"approximate argument must be either none or tanh, but got {approximate!r}.")
 
@@ -152,6 +164,9 @@ def implicit_softmax_dim(ndim: int, name: str) -> int:
 
 
 def _softmax_dim(x: np.ndarray, dim: Optional[int], op: str) -> int:
+    # torch's argument parser takes Python and NumPy integers but not bool or float (TypeError), before the dtype
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer))):
+        raise TypeError(f"{op}(): argument 'dim' must be int, not {type(dim).__name__}")
     check_array(x, op, int_error=NotImplementedError)
     if dim is None:
         dim = implicit_softmax_dim(x.ndim, op)

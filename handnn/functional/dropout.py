@@ -16,8 +16,12 @@ class DropoutCache(NamedTuple):
 
 
 def check_dropout_p(p: float) -> None:
-    """torch's ``ValueError`` for a drop probability outside [0, 1]."""
-    if not 0.0 <= p <= 1.0:
+    """torch's ``ValueError`` for a drop probability below 0 or above 1 (``nn.Dropout`` and ``F.dropout``).
+
+    NaN passes, as it passes torch's Python check (``nn.Dropout(nan)`` constructs); :func:`dropout_forward`
+    then rejects it with ATen's ``RuntimeError``.
+    """
+    if p < 0.0 or p > 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
@@ -56,11 +60,14 @@ def dropout_forward(
     cache : DropoutCache
     """
     check_dropout_p(p)
+    if not 0.0 <= p <= 1.0:  # NaN: torch's ATen check raises RuntimeError, in eval too
+        raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {p}")
     check_array(x, "dropout")
     if not training or p == 0:
         return x, DropoutCache(None, 1.0)
     if p == 1:
-        return x * x.dtype.type(0), DropoutCache(np.zeros(x.shape, dtype=bool), 0.0)
+        with np.errstate(invalid="ignore"):  # inf * 0 = NaN is torch's result, not a mistake
+            return x * x.dtype.type(0), DropoutCache(np.zeros(x.shape, dtype=bool), 0.0)
     if mask is None:
         mask = draw_dropout_mask(x.shape, p, rng)
     elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
@@ -69,11 +76,13 @@ def dropout_forward(
         raise ValueError(f"dropout mask of shape {mask.shape} does not match the input's shape {x.shape}")
     # torch scales in the input's dtype: float32(1) / float32(1 - p) for float32 input.
     scale = x.dtype.type(1) / x.dtype.type(1.0 - p)
-    return x * (mask * scale), DropoutCache(mask, scale)
+    with np.errstate(invalid="ignore"):  # a dropped inf gives NaN (inf * 0), as in torch
+        return x * (mask * scale), DropoutCache(mask, scale)
 
 
 def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
     """``dx = dout * mask / (1 - p)`` (``dout`` itself when the input passed through)."""
     if cache.mask is None:
         return dout
-    return dout * (cache.mask * dout.dtype.type(cache.scale))
+    with np.errstate(invalid="ignore"):  # a dropped inf in dout gives NaN (inf * 0), as in torch
+        return dout * (cache.mask * dout.dtype.type(cache.scale))

@@ -62,11 +62,8 @@ def _param_grads(dout: np.ndarray, cache: NormCache):
     return dweight, dbias
 
 
-def _check_vector(name: str, v: Optional[np.ndarray], size: int, x: np.ndarray, op: str) -> None:
-    if v is None:
-        return
-    check_same_dtype(x, v, op)
-    if v.shape != (size,):
+def _check_vector_size(name: str, v: Optional[np.ndarray], size: int) -> None:
+    if v is not None and v.shape != (size,):
         raise RuntimeError(f"{name} should contain {size} elements not {v.size}")
 
 
@@ -112,18 +109,26 @@ def batch_norm_forward(
         ``(x - mean) / sqrt(var + eps) * weight + bias``.
     cache : NormCache
     """
-    check_array(x, "batch_norm", int_error=NotImplementedError)
+    # torch's order of checks, so an input with two faults raises what torch raises: shape, batch size,
+    # eps, parameter sizes, then the input's dtype and the parameters' dtypes.
+    if not isinstance(x, np.ndarray):
+        check_array(x, "batch_norm")  # TypeError for anything but an ndarray
     if x.ndim < 2:
         raise ValueError(f"expected an input of shape (N, C, *), but got a {x.ndim}D input")
-    channels = x.shape[1]
-    for name, v in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", weight), ("bias", bias)):
-        _check_vector(name, v, channels, x, "batch_norm")
     if training:
         verify_batch_size(x.shape)
-        if eps <= 0:
-            raise ValueError(f"batch_norm eps must be positive during training, but got {float(eps)}")
-    elif running_mean is None or running_var is None:
+        if eps <= 0:  # eps is printed as given, like torch ("0" for an int)
+            raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+    elif eps < 0:
+        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
+    channels = x.shape[1]
+    vectors = (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias))
+    for name, v in vectors:
+        _check_vector_size(name, v, channels)
+    check_array(x, "batch_norm", int_error=NotImplementedError)
+    for _, v in vectors:
+        check_same_dtype(x, v, "batch_norm")
+    if not training and (running_mean is None or running_var is None):
         raise RuntimeError("batch_norm in eval mode needs running_mean and running_var")
 
     axes = (0,) + tuple(range(2, x.ndim))
@@ -135,14 +140,19 @@ def batch_norm_forward(
         return empty, NormCache(empty, np.ones(bshape, x.dtype), w, b is not None, None, axes)
     if training:
         n = x.size // channels
-        mean = x.mean(axis=axes, keepdims=True)
-        x_hat = x - mean
-        var_sum = (x_hat * x_hat).sum(axis=axes)
-        inv_std = 1 / np.sqrt(var_sum.reshape(bshape) / n + eps)
+        # The statistics are accumulated in float64 whatever the input dtype, as torch's CPU kernel does
+        # (acc_type<float> is double), then rounded to x's dtype: a constant float32 channel then gets its
+        # value back as the mean and x_hat == 0 exactly, instead of rounding noise times 1 / sqrt(eps).
+        mean64 = x.mean(axis=axes, keepdims=True, dtype=np.float64)
+        centred64 = x - mean64
+        var_sum = (centred64 * centred64).sum(axis=axes)
+        inv_std = (1 / np.sqrt(var_sum.reshape(bshape) / n + eps)).astype(x.dtype)
+        x_hat = x - mean64.astype(x.dtype)
         x_hat *= inv_std
-        # torch's update order: momentum * batch_stat + (1 - momentum) * running, unbiased variance.
+        # torch's update order: momentum * batch_stat + (1 - momentum) * running, unbiased variance; computed
+        # in float64 and rounded into the buffers.
         if running_mean is not None:
-            running_mean[...] = momentum * mean.reshape(channels) + (1 - momentum) * running_mean
+            running_mean[...] = momentum * mean64.reshape(channels) + (1 - momentum) * running_mean
         if running_var is not None:
             running_var[...] = momentum * (var_sum / (n - 1)) + (1 - momentum) * running_var
         stat_axes: Optional[Tuple[int, ...]] = axes
@@ -194,7 +204,13 @@ def layer_norm_forward(
     out : ndarray, shape of ``x``; ``(x - mean) / sqrt(var + eps) * weight + bias`` per sample.
     cache : NormCache
     """
-    check_array(x, "layer_norm")
+    # torch's order of checks: a parameter of another dtype than the input (an integer input included) is a
+    # "mixed dtype" RuntimeError before the shape is looked at; an integer input without parameters is
+    # NotImplementedError, after the shape check.
+    if not isinstance(x, np.ndarray):
+        check_array(x, "layer_norm")  # TypeError for anything but an ndarray
+    for v in (weight, bias):
+        check_same_dtype(x, v, "layer_norm")
     shape = tuple(int(s) for s in normalized_shape)
     k = len(shape)
     if x.ndim < k or x.shape[x.ndim - k:] != shape:
@@ -202,9 +218,9 @@ def layer_norm_forward(
             f"Given normalized_shape={list(shape)}, expected input with shape [*, {', '.join(map(str, shape))}], "
             f"but got input of size{list(x.shape)}"
         )
+    check_array(x, "layer_norm", int_error=NotImplementedError)
     for name, v in (("weight", weight), ("bias", bias)):
         if v is not None:
-            check_same_dtype(x, v, "layer_norm")
             if v.shape != shape:
                 raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got "
                                    f"{name} of shape {list(v.shape)} and normalized_shape = {list(shape)}")
@@ -250,24 +266,28 @@ def group_norm_forward(
     out : ndarray, shape of ``x``
     cache : NormCache
     """
-    check_array(x, "group_norm")
+    # torch's order of checks: rank, values per group, divisibility, parameter sizes, then dtypes (a
+    # parameter of another dtype is "mixed dtype"; an integer input without parameters NotImplementedError).
+    if not isinstance(x, np.ndarray):
+        check_array(x, "group_norm")  # TypeError for anything but an ndarray
     if x.ndim < 2:
         raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {x.ndim}")
     n, channels = x.shape[:2]
+    verify_batch_size([n * channels // num_groups, num_groups, *x.shape[2:]])
     if channels % num_groups:
         raise RuntimeError(
             "Expected number of channels in input to be divisible by num_groups, but got input of shape "
             f"{list(x.shape)} and num_groups={num_groups}"
         )
     for name, v in (("weight", weight), ("bias", bias)):
-        if v is not None:
-            check_same_dtype(x, v, "group_norm")
-            if v.shape != (channels,):
-                raise RuntimeError(
-                    f"Expected {name} to be a vector of size equal to the number of channels in input, but "
-                    f"got {name} of shape {list(v.shape)} and input of shape {list(x.shape)}"
-                )
-    verify_batch_size([n * channels // num_groups, num_groups, *x.shape[2:]])
+        if v is not None and v.shape != (channels,):
+            raise RuntimeError(
+                f"Expected {name} to be a vector of size equal to the number of channels in input, but "
+                f"got {name} of shape {list(v.shape)} and input of shape {list(x.shape)}"
+            )
+    for v in (weight, bias):
+        check_same_dtype(x, v, "group_norm")
+    check_array(x, "group_norm", int_error=NotImplementedError)
     grouped = x.reshape(n, num_groups, -1)
     mean = grouped.mean(axis=2, keepdims=True)
     x_hat = grouped - mean

@@ -47,7 +47,8 @@ class Dropout(Module):
 
     def forward(self, input: np.ndarray) -> np.ndarray:
         out, cache = F.dropout_forward(input, self.p, self.training, rng=self.rng, mask=self._next_mask)
-        self._next_mask = None
+        if self.training:  # an eval forward leaves the injected mask for the next training forward
+            self._next_mask = None
         self._cache = cache
         self.mask = cache.mask
         return out

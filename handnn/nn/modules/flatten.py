@@ -21,13 +21,15 @@ class Flatten(Module):
         if not isinstance(input, np.ndarray):
             raise TypeError(f"flatten(): argument 'input' must be a numpy.ndarray, not {type(input).__name__}")
         shape = input.shape
+        # The dims are validated even for a 0-d input (as torch does, against the range [-1, 0]), so the
+        # default ``Flatten()`` (start_dim=1) raises IndexError on a scalar instead of silently returning (1,).
+        start = normalize_dim(self.start_dim, input.ndim)
+        end = normalize_dim(self.end_dim, input.ndim)
+        if start > end:
+            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
         if input.ndim == 0:
             out_shape = (1,)
         else:
-            start = normalize_dim(self.start_dim, input.ndim)
-            end = normalize_dim(self.end_dim, input.ndim)
-            if start > end:
-                raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
             out_shape = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
         self._cache = shape
         return input.reshape(out_shape)

@@ -212,14 +212,19 @@ class Module:
         return self.to(np.float64)
 
     # ---- state_dict ---------------------------------------------------------------------------------
-    def _state_items(self) -> Iterator[Tuple[str, "Module", str, np.ndarray]]:
-        """(key, owner, attribute, array) for every saved entry, in torch's order."""
-        for prefix, module in self.named_modules():
-            for store in (module._parameters, module._buffers):
-                for name, value in store.items():
-                    if value is not None:
-                        key = f"{prefix}.{name}" if prefix else name
-                        yield key, module, name, (value.data if isinstance(value, Parameter) else value)
+    def _state_items(self, prefix: str = "") -> Iterator[Tuple[str, "Module", str, np.ndarray]]:
+        """(key, owner, attribute, array) for every saved entry, in torch's order.
+
+        Walks ``_modules`` directly, without ``named_modules``' de-duplication: as in torch, a module
+        registered under two names (``Sequential(a, b, a)``) is saved under both (``'0.weight'``, ``'2.weight'``).
+        """
+        for store in (self._parameters, self._buffers):
+            for name, value in store.items():
+                if value is not None:
+                    yield prefix + name, self, name, (value.data if isinstance(value, Parameter) else value)
+        for name, module in self._modules.items():
+            if module is not None:
+                yield from module._state_items(f"{prefix}{name}.")
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of every parameter and buffer, keyed as torch keys them (``'0.weight'``, ``'1.running_var'``)."""
@@ -228,9 +233,10 @@ class Module:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy arrays from ``state_dict`` into this module's parameters and buffers, in place.
 
-        Everything is checked before anything is copied: a missing or unexpected key (with ``strict``) or
-        a shape mismatch (always) raises ``RuntimeError`` in torch's format and leaves the module unchanged.
-        Values are cast to each destination's dtype, as torch's ``copy_`` does.
+        Everything is checked, and cast, before anything is copied: a missing or unexpected key (with
+        ``strict``), a shape mismatch or a non-numeric value (always) raises ``RuntimeError`` in torch's
+        format and leaves the module unchanged. Values are cast to each destination's dtype, as torch's
+        ``copy_`` does.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
@@ -244,13 +250,17 @@ class Module:
             if key not in state_dict:
                 continue
             source = np.asarray(state_dict[key])
-            if source.dtype == object:
+            # bool/int/uint/float/complex cast like torch's copy_; strings, objects, dates are not numbers
+            if source.dtype.kind not in "biufc":
                 errors.append(f'While copying the parameter named "{key}", expected a numeric array from '
                               f"checkpoint but received {type(state_dict[key])}")
             elif source.shape != array.shape:
                 errors.append(f"size mismatch for {key}: copying a param with shape {source.shape} from "
                               f"checkpoint, the shape in current model is {array.shape}.")
-            sources[key] = source
+            else:
+                # cast now, into a new array, so a failing cast (or a warning turned into an error)
+                # happens before the first copy and cannot leave the module half loaded
+                sources[key] = source.astype(array.dtype, casting="unsafe", copy=True)
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in unexpected)))
@@ -262,7 +272,7 @@ class Module:
             )
         for key, _, _, array in items:
             if key in sources:
-                np.copyto(array, sources[key], casting="unsafe")
+                np.copyto(array, sources[key])
         return IncompatibleKeys(missing, unexpected)
 
     # ---- repr -----------------------------------------------------------------------------------------

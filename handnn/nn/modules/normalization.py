@@ -66,7 +66,9 @@ class _BatchNorm(Module):
         raise NotImplementedError
 
     def forward(self, input: np.ndarray) -> np.ndarray:
-        check_array(input, type(self).__name__.lower(), int_error=NotImplementedError)
+        if not isinstance(input, np.ndarray):
+            check_array(input, type(self).__name__.lower())  # TypeError for anything but an ndarray
+        # the rank first, as torch: the dtype is checked by the functional after the shape checks
         self._check_input_dim(input)
         updating = self.training and self.track_running_stats
         momentum = 0.0 if self.momentum is None else self.momentum
