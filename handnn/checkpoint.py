@@ -5,7 +5,11 @@ A SHA-256 digest over every entry is stored with it, so a truncated or tampered 
 ``ValueError`` — and a failed load leaves the model, optimizer and scheduler exactly as they were.
 
 Layout: ``model/<state_dict key>``, ``optim/state/<index>/<name>``, ``optim/param_groups`` (JSON),
-``scheduler`` (JSON), ``meta`` (JSON: format, version, digest).
+``scheduler`` (JSON), ``meta`` (JSON: format, version, digest, and the optimizer's and scheduler's class names,
+which ``load`` checks against the objects it is given).
+
+Not saved: the ``numpy.random.Generator`` of a ``Dropout`` (or of anything else). A run that must resume
+bit-identically saves ``layer.rng.bit_generator.state`` itself and restores it after ``load``.
 """
 from __future__ import annotations
 
@@ -13,9 +17,8 @@ import hashlib
 import io
 import json
 import os
-import zipfile
 from collections import Counter
-from typing import Any, Dict, Optional, Union
+from typing import Any, BinaryIO, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -26,6 +29,12 @@ from .optim.lr_scheduler import LRScheduler
 FORMAT = "handnn-checkpoint"
 VERSION = 1
 PathLike = Union[str, "os.PathLike[str]"]
+FileLike = Union[PathLike, BinaryIO]
+
+
+def _name(path: FileLike) -> str:
+    """The file's name for error messages (a file object has none: its repr)."""
+    return os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
 
 
 def _to_json(value: Any) -> Any:
@@ -71,7 +80,7 @@ def _digest(entries: Dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def save(path: PathLike, model: Optional[Module] = None, optimizer: Optional[Optimizer] = None,
+def save(path: FileLike, model: Optional[Module] = None, optimizer: Optional[Optimizer] = None,
          scheduler: Optional[LRScheduler] = None) -> None:
     """Write the states of ``model``, ``optimizer`` and ``scheduler`` (any of them) to ``path`` (.npz)."""
     entries: Dict[str, np.ndarray] = {}
@@ -85,35 +94,56 @@ def save(path: PathLike, model: Optional[Module] = None, optimizer: Optional[Opt
     if scheduler is not None:
         entries["scheduler"] = _text(scheduler.state_dict())
     meta = {"format": FORMAT, "version": VERSION, "digest": _digest(entries)}
-    with open(path, "wb") as fh:
-        np.savez(fh, meta=np.array(json.dumps(meta)), **entries)
+    # the classes, so a load into a different optimizer/scheduler is refused instead of mixing two layouts
+    # (an SGD state "loads" into Adam, then its first step fails on the missing 'step')
+    if optimizer is not None:
+        meta["optimizer"] = type(optimizer).__name__
+    if scheduler is not None:
+        meta["scheduler"] = type(scheduler).__name__
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, "wb") as fh:
+            np.savez(fh, meta=np.array(json.dumps(meta)), **entries)
+    else:  # a binary file object (``to_bytes`` writes into a BytesIO)
+        np.savez(path, meta=np.array(json.dumps(meta)), **entries)
 
 
-def _read(path: PathLike) -> Dict[str, np.ndarray]:
+def _read(path: FileLike) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """Every entry of the file and its metadata, after checking the format and digest; ``ValueError`` for anything
+    unreadable."""
     try:
         with np.load(path, allow_pickle=False) as data:
             entries = {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"{os.fspath(path)!s} is not a readable handnn checkpoint (truncated or corrupt): {exc}") \
-            from exc
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise  # the file cannot be opened: not a statement about its content
+    except Exception as exc:  # noqa: BLE001
+        # A damaged zip surfaces as whatever the damaged field trips: BadZipFile (CRC, sizes), EOFError,
+        # NotImplementedError (a flipped compression method or version byte), ValueError (npy header),
+        # AttributeError (a plain .npy file has no members)... all mean the same thing here.
+        raise ValueError(f"{_name(path)} is not a readable handnn checkpoint (truncated or corrupt): "
+                         f"{type(exc).__name__}: {exc}") from exc
     meta_text = entries.pop("meta", None)
     try:
         meta = json.loads(str(meta_text)) if meta_text is not None else {}
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{os.fspath(path)!s}: the checkpoint's metadata is corrupt") from exc
+        raise ValueError(f"{_name(path)}: the checkpoint's metadata is corrupt") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{_name(path)}: the checkpoint's metadata is corrupt (got {meta!r})")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ValueError(f"{os.fspath(path)!s} is not a {FORMAT} version {VERSION} file (got {meta or 'no metadata'})")
+        raise ValueError(f"{_name(path)} is not a {FORMAT} version {VERSION} file (got {meta or 'no metadata'})")
     if meta.get("digest") != _digest(entries):
-        raise ValueError(f"{os.fspath(path)!s}: checksum mismatch — the checkpoint was modified or damaged")
-    return entries
+        raise ValueError(f"{_name(path)}: checksum mismatch — the checkpoint was modified or damaged")
+    return entries, meta
 
 
-def load(path: PathLike, model: Optional[Module] = None, optimizer: Optional[Optimizer] = None,
+def load(path: FileLike, model: Optional[Module] = None, optimizer: Optional[Optimizer] = None,
          scheduler: Optional[LRScheduler] = None) -> None:
     """Restore the given objects from ``path``; all of them or none (a failure restores what was changed)."""
-    entries = _read(path)
+    entries, meta = _read(path)
+    for role, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        saved = meta.get(role)
+        if obj is not None and saved is not None and saved != type(obj).__name__:
+            raise ValueError(f"{_name(path)} holds the state of {role} class {saved}, "
+                             f"but the {role} given is a {type(obj).__name__}")
     backup = (model.state_dict() if model is not None else None,
               optimizer.state_dict() if optimizer is not None else None,
               scheduler.state_dict() if scheduler is not None else None)
@@ -124,7 +154,7 @@ def load(path: PathLike, model: Optional[Module] = None, optimizer: Optional[Opt
             optimizer.load_state_dict(_optimizer_state(entries, path))
         if scheduler is not None:
             if "scheduler" not in entries:
-                raise ValueError(f"{os.fspath(path)!s} holds no scheduler state")
+                raise ValueError(f"{_name(path)} holds no scheduler state")
             scheduler.load_state_dict(_from_json(json.loads(str(entries["scheduler"]))))
     except Exception:
         model_sd, optim_sd, sched_sd = backup
@@ -137,9 +167,9 @@ def load(path: PathLike, model: Optional[Module] = None, optimizer: Optional[Opt
         raise
 
 
-def _optimizer_state(entries: Dict[str, np.ndarray], path: PathLike) -> Dict[str, Any]:
+def _optimizer_state(entries: Dict[str, np.ndarray], path: FileLike) -> Dict[str, Any]:
     if "optim/param_groups" not in entries:
-        raise ValueError(f"{os.fspath(path)!s} holds no optimizer state")
+        raise ValueError(f"{_name(path)} holds no optimizer state")
     state: Dict[int, Dict[str, np.ndarray]] = {}
     for key, value in entries.items():
         if key.startswith("optim/state/"):

@@ -44,10 +44,16 @@ def penalty(params: Iterable[Parameter], *, l1: float = 0.0, l2: float = 0.0) ->
 
 
 def penalty_backward(params: Iterable[Parameter], *, l1: float = 0.0, l2: float = 0.0) -> None:
-    """Add the penalty's gradient ``l1 * sign(w) + l2 * w`` into each ``Parameter.grad`` (created if None)."""
+    """Add the penalty's gradient ``l1 * sign(w) + l2 * w`` into each ``Parameter.grad`` (created if None).
+
+    A frozen parameter (``requires_grad=False``) is skipped, as torch's autograd skips it and as
+    ``Module.backward`` does: giving it a ``.grad`` would make the optimizer update it.
+    """
     if l1 < 0 or l2 < 0:
         raise ValueError(f"penalty strengths must be non-negative, but got l1={l1}, l2={l2}")
     for p in params:
+        if not p.requires_grad:
+            continue
         grad = l2 * p.data if l2 else np.zeros_like(p.data)
         if l1:
             grad = grad + l1 * np.sign(p.data)

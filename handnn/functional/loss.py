@@ -27,7 +27,7 @@ class LossCache(NamedTuple):
     reduction : 'none' | 'mean' | 'sum'
     denom : what 'mean' divides the summed losses by
     loss_shape : shape of the unreduced loss
-    extra : loss-specific (CrossEntropy: the log_softmax cache)
+    extra : loss-specific (NLL: the ClassTargets; CrossEntropy: a CrossEntropyExtra)
     """
 
     local: np.ndarray
@@ -45,10 +45,14 @@ def check_reduction(reduction: str) -> None:
 
 
 def _reduce(loss: np.ndarray, reduction: str, denom: float) -> np.ndarray:
+    """The loss for ``reduction``: always an ndarray (0-d for 'mean'/'sum'; NumPy reductions give scalars)."""
     if reduction == "none":
-        return loss
+        return np.asarray(loss)
     total = loss.sum(dtype=loss.dtype)
-    return total if reduction == "sum" else loss.dtype.type(total / loss.dtype.type(denom))
+    if reduction == "sum":
+        return np.asarray(total)
+    with np.errstate(invalid="ignore", divide="ignore"):  # every class target ignored: 0/0 = NaN, as torch
+        return np.asarray(total / loss.dtype.type(denom), dtype=loss.dtype)
 
 
 def _spread(grad_output, cache: LossCache, dtype) -> np.ndarray:
@@ -155,10 +159,22 @@ def _binary_pair(input, target, weight, op):
     check_array(target, op)
     check_same_dtype(input, target, op)
     if target.shape != input.shape:
+        if op == "binary_cross_entropy":  # torch words the same ValueError differently for the two losses
+            raise ValueError(f"Using a target size ({target.shape}) that is different to the input size "
+                             f"({input.shape}) is deprecated. Please ensure they have the same size.")
         raise ValueError(f"Target size ({target.shape}) must be the same as input size ({input.shape})")
     if weight is not None:
         check_same_dtype(input, weight, op)
-        np.broadcast_shapes(weight.shape, input.shape)
+        _check_broadcastable(weight, input, "weight")
+
+
+def _check_broadcastable(param: np.ndarray, input: np.ndarray, name: str) -> None:
+    """torch's ``RuntimeError`` (not NumPy's ``ValueError``) for a weight that does not broadcast to the input."""
+    try:
+        np.broadcast_shapes(param.shape, input.shape)
+    except ValueError:
+        raise RuntimeError(f"{name} of shape {list(param.shape)} cannot be broadcast to the input's shape "
+                           f"{list(input.shape)}") from None
 
 
 # torch's clamp of the BCE gradient's denominator is the float literal 1e-12f (9.99999996e-13 as float64).
@@ -204,6 +220,7 @@ def binary_cross_entropy_with_logits_forward(input, target, weight: Optional[np.
     _binary_pair(input, target, weight, "binary_cross_entropy_with_logits")
     if pos_weight is not None:
         check_same_dtype(input, pos_weight, "binary_cross_entropy_with_logits")
+        _check_broadcastable(pos_weight, input, "pos_weight")
     x, y = input, target
     sig = np.exp(log_sigmoid(x))
     if pos_weight is None:
@@ -236,26 +253,55 @@ def _class_dim(input: np.ndarray) -> int:
     return 0 if input.ndim == 1 else 1
 
 
-def _class_targets(input: np.ndarray, target: np.ndarray, weight: Optional[np.ndarray], ignore_index: int,
-                   op: str) -> ClassTargets:
-    """Check class-index targets as torch does and look up their weights."""
+def _check_class_target_shape(input: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """torch's shape checks for class-index targets, in torch's order (``nll_loss_nd``, then ``nll_loss`` for
+    1-D/2-D inputs, ``nll_loss2d`` for 4-D inputs, a target-size check for 3-D and >4-D inputs), with its classes
+    and messages. Returns the target, a 1-D input's target of shape (1,) viewed as 0-d (torch accepts both)."""
     if input.ndim < 1:
         raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
-    if not isinstance(target, np.ndarray) or target.dtype.kind not in "iu":
-        kind = getattr(target, "dtype", type(target).__name__)
-        raise RuntimeError(f"{op}: expected class-index targets of an integer dtype, but got {kind}")
-    if input.ndim > 1 and target.ndim > 0 and input.shape[0] != target.shape[0]:
-        raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size "
-                         f"({target.shape[0]}).")
-    expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+    if input.ndim != 1:
+        # torch reads a 0-d target's batch size as 0
+        batch = target.shape[0] if target.ndim > 0 else 0
+        if input.shape[0] != batch:
+            raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size ({batch}).")
+    if input.ndim <= 2:
+        if target.ndim > 1:
+            raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+        if input.ndim == 1 and target.ndim == 1:
+            if target.shape[0] != 1:
+                raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.shape[0]}")
+            return target.reshape(())
+        return target
+    if input.ndim == 4:
+        if target.ndim != 3:
+            raise RuntimeError("only batches of spatial targets supported (3D tensors) but got targets of "
+                               f"dimension: {target.ndim}")
+        if target.shape != input.shape[:1] + input.shape[2:]:
+            # torch's message, unbalanced parenthesis included
+            raise RuntimeError(f"size mismatch (got input: {list(input.shape)} , target: {list(target.shape)}")
+        return target
+    expected = input.shape[:1] + input.shape[2:]
     if target.shape != expected:
         raise RuntimeError(f"Expected target size {list(expected)}, got {list(target.shape)}")
+    return target
+
+
+def _class_targets(input: np.ndarray, target: np.ndarray, weight: Optional[np.ndarray], ignore_index: int,
+                   op: str) -> ClassTargets:
+    """Check class-index targets as torch does (shape, then weight, then dtype, then range) and look up their
+    weights. Integer targets of any width are accepted (torch takes int64 and uint8 only)."""
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"{op}(): argument 'target' must be a numpy.ndarray, not {type(target).__name__}")
+    target = _check_class_target_shape(input, target)
     classes = input.shape[_class_dim(input)]
     if weight is not None:
         check_same_dtype(input, weight, op)
         if weight.shape != (classes,):
             raise RuntimeError(f"weight tensor should be defined either for all {classes} classes or no classes "
                                f"but got weight tensor of shape: {list(weight.shape)}")
+    if target.dtype.kind not in "iu":
+        raise RuntimeError(f"expected target dtype to be an integer type (torch: Long or Byte), but got "
+                           f"{target.dtype}")
     valid = target != ignore_index
     bad = valid & ((target < 0) | (target >= classes))
     if np.any(bad):
@@ -281,14 +327,30 @@ def _scatter(values: np.ndarray, index: np.ndarray, like: np.ndarray) -> np.ndar
 
 def _nll(lp: np.ndarray, targets: ClassTargets, reduction: str):
     """Unreduced NLL ``-w[y] lp[y]``, the reduced value, and the mean's denominator ``sum w[y]``."""
-    loss = -targets.weight * _pick(lp, targets.index)
+    # an array even for a (C,) input, whose product of 0-d arrays NumPy would turn into a scalar
+    loss = np.asarray(-targets.weight * _pick(lp, targets.index))
     denom = float(targets.weight.sum(dtype=lp.dtype))
-    if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):  # all targets ignored: 0/0 = NaN, as torch
-            value = lp.dtype.type(loss.sum(dtype=lp.dtype) / lp.dtype.type(denom))
-    else:
-        value = _reduce(loss, reduction, denom)
-    return loss, value, denom
+    return loss, _reduce(loss, reduction, denom), denom
+
+
+def _class_upstream(grad_output, cache: LossCache, valid: np.ndarray, denom: float) -> np.ndarray:
+    """dL/d(unreduced loss) for the class losses, ``denom`` being the 'mean' denominator of the term.
+
+    Ignored positions get exactly 0, even when every target is ignored and 'mean' divides by a total weight
+    of 0 (torch's kernels skip them); a position that is not ignored gets ``g / 0 = inf``, so its zero class
+    weight gives NaN as in torch.
+    """
+    with np.errstate(divide="ignore"):
+        g = _spread(grad_output, cache._replace(denom=denom), cache.local.dtype)
+    return np.where(valid, g, cache.local.dtype.type(0))
+
+
+def _target_grad(grad_output, cache: LossCache, targets: ClassTargets) -> np.ndarray:
+    """dL/d(log-probabilities) of the NLL term: ``local[y] * g`` at each target class, exactly 0 at the other
+    classes (so a NaN from a zero total weight stays at the target class, as in torch's kernel)."""
+    g = _class_upstream(grad_output, cache, targets.valid, cache.denom)
+    with np.errstate(invalid="ignore"):  # 0 * inf = NaN: a zero weight when the total weight is 0, as torch
+        return _scatter(_pick(cache.local, targets.index) * g, targets.index, cache.local)
 
 
 def nll_loss_forward(input, target, weight: Optional[np.ndarray] = None, ignore_index: int = -100,
@@ -302,19 +364,19 @@ def nll_loss_forward(input, target, weight: Optional[np.ndarray] = None, ignore_
     targets = _class_targets(input, target, weight, ignore_index, "nll_loss")
     loss, value, denom = _nll(input, targets, reduction)
     local = _scatter(-targets.weight, targets.index, input)
-    return value, LossCache(local, reduction, denom, loss.shape, input.shape)
+    return value, LossCache(local, reduction, denom, loss.shape, input.shape, targets)
 
 
 def nll_loss_backward(grad_output, cache: LossCache) -> np.ndarray:
-    """dL/d(input): ``-w[y] g`` at each target class, 0 elsewhere."""
-    g = _spread(grad_output, cache, cache.local.dtype)
-    return cache.local * np.expand_dims(g, _class_dim(cache.local))
+    """dL/d(input): ``-w[y] g`` at each target class, 0 elsewhere (``cache.extra``: the ClassTargets)."""
+    return _target_grad(grad_output, cache, cache.extra)
 
 
 class CrossEntropyExtra(NamedTuple):
     softmax_cache: object
     smooth_local: Optional[np.ndarray]  # d(smoothing term)/d(lp) per unit upstream, already scaled, or None
     smooth_denom: float
+    targets: Optional[ClassTargets] = None  # None for probability targets
 
 
 def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ignore_index: int = -100,
@@ -324,11 +386,12 @@ def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ig
     Class-index targets: ``(1 - eps) NLL + (eps / C) sum_c (-w_c lp_c)``; 'mean' divides both terms by
     ``sum w[y]`` over non-ignored positions (the smoothing term by the non-ignored count without weights).
     Probability targets (same shape as the input): ``-sum_c w_c y'_c lp_c`` with
-    ``y' = (1 - eps) y + eps / C``; 'mean' divides by ``N * d1 * ...``.
+    ``y' = (1 - eps) y + eps / C``; 'mean' divides by ``N * d1 * ...``. As in torch, ``eps < 0`` acts as 0.
     """
     check_reduction(reduction)
     check_array(input, "cross_entropy")
-    if not 0.0 <= label_smoothing <= 1.0:
+    # torch checks only the upper bound; a negative label_smoothing is accepted and acts as 0
+    if not label_smoothing <= 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     if input.ndim < 1:
         raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
@@ -337,14 +400,17 @@ def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ig
     lp, sm_cache = log_softmax_forward(input, c)
     wshape = [1] * input.ndim
     wshape[c] = classes
-    if isinstance(target, np.ndarray) and target.shape == input.shape and target.dtype.kind != "i":
+    if isinstance(target, np.ndarray) and target.shape == input.shape:
+        # torch takes a target shaped like the input as class probabilities, whatever its dtype
+        if target.dtype.kind != "f":
+            raise RuntimeError(f"Expected floating point type for target with class probabilities, got {target.dtype}")
         check_array(target, "cross_entropy")
         check_same_dtype(input, target, "cross_entropy")
         if ignore_index >= 0:
             raise RuntimeError("ignore_index is not supported for floating point target")
         if weight is not None:
             check_same_dtype(input, weight, "cross_entropy")
-        probs = target * (1 - label_smoothing) + label_smoothing / classes if label_smoothing else target
+        probs = target * (1 - label_smoothing) + label_smoothing / classes if label_smoothing > 0 else target
         wy = probs * weight.reshape(wshape) if weight is not None else probs
         loss = -(lp * wy).sum(axis=c)
         denom = input.size / classes
@@ -359,16 +425,13 @@ def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ig
         mask = np.expand_dims(targets.valid, c)
         smooth = -(lp * w).sum(axis=c) * targets.valid
         smooth_denom = denom if weight is not None else float(targets.valid.sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            smooth_value = smooth if reduction == "none" else _reduce(
-                smooth, "sum" if reduction == "sum" else "none", 0).sum() / (
-                1.0 if reduction == "sum" else smooth_denom)
         eps_c = label_smoothing / classes
-        value = ((1 - label_smoothing) * value + np.asarray(smooth_value) * eps_c).astype(input.dtype)
+        value = np.asarray((1 - label_smoothing) * value + _reduce(smooth, reduction, smooth_denom) * eps_c,
+                           dtype=input.dtype)
         local = local * (1 - label_smoothing)
         smooth_local = np.where(mask, -w * eps_c, 0).astype(input.dtype)
     return value, LossCache(local, reduction, denom, loss.shape, input.shape,
-                            CrossEntropyExtra(sm_cache, smooth_local, smooth_denom))
+                            CrossEntropyExtra(sm_cache, smooth_local, smooth_denom, targets))
 
 
 def cross_entropy_backward(grad_output, cache: LossCache) -> np.ndarray:
@@ -376,10 +439,14 @@ def cross_entropy_backward(grad_output, cache: LossCache) -> np.ndarray:
     extra: CrossEntropyExtra = cache.extra
     dtype = cache.local.dtype
     c = _class_dim(cache.local)
-    g = _spread(grad_output, cache, dtype)
-    dlp = cache.local * np.expand_dims(g, c)
-    if extra.smooth_local is not None:
-        # the smoothing term has its own denominator under 'mean'
-        smooth_cache = cache._replace(denom=extra.smooth_denom)
-        dlp = dlp + extra.smooth_local * np.expand_dims(_spread(grad_output, smooth_cache, dtype), c)
-    return log_softmax_backward(dlp, extra.softmax_cache)
+    if extra.targets is None:  # probability targets
+        dlp = cache.local * np.expand_dims(_spread(grad_output, cache, dtype), c)
+        return log_softmax_backward(dlp, extra.softmax_cache)
+    dlp = _target_grad(grad_output, cache, extra.targets)
+    # 0 * inf, inf - inf = NaN: the rows of a 'mean' whose total weight is 0 are NaN, as in torch
+    with np.errstate(invalid="ignore"):
+        if extra.smooth_local is not None:
+            # the smoothing term has its own denominator under 'mean'
+            g = _class_upstream(grad_output, cache, extra.targets.valid, extra.smooth_denom)
+            dlp = dlp + extra.smooth_local * np.expand_dims(g, c)
+        return log_softmax_backward(dlp, extra.softmax_cache)

@@ -33,7 +33,8 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, Any], *, 
 
 class Adagrad(Optimizer):
     """torch's ``Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
-    maximize=False)``. State ``step`` and ``sum`` are created here, in ``__init__``, as torch does."""
+    maximize=False)``. State ``step`` and ``sum`` are created here, in ``__init__``, as torch does (for a group
+    added later, at its first step); ``sum`` always starts at the constructor's ``initial_accumulator_value``."""
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10, foreach: Optional[bool] = None, *,
@@ -50,15 +51,16 @@ class Adagrad(Optimizer):
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
-                self._init_state(p, self.state.setdefault(p, {}), group)
+                self._init_state(p, self.state.setdefault(p, {}))
 
-    @staticmethod
-    def _init_state(p: Parameter, state: Dict[str, Any], group: Dict[str, Any]) -> None:
+    def _init_state(self, p: Parameter, state: Dict[str, Any]) -> None:
+        # torch fills ``sum`` with the constructor's value (``self.defaults``) even when the parameter's group
+        # sets its own ``initial_accumulator_value``: the group's value is recorded but never used.
         if not state:
             state["step"] = new_step()
-            state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
+            state["sum"] = np.full_like(p.data, self.defaults["initial_accumulator_value"])
 
     def _update(self, p: Parameter, grad: np.ndarray, state: Dict[str, Any], group: Dict[str, Any]) -> None:
-        self._init_state(p, state, group)  # a group added after __init__ starts here
+        self._init_state(p, state)  # a group added after __init__ starts here
         adagrad_step(p.data, grad, state, lr=group["lr"], lr_decay=group["lr_decay"],
                      weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])

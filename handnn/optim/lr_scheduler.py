@@ -13,7 +13,9 @@ class LRScheduler:
     """Base class: ``step()`` advances ``last_epoch`` and writes ``get_lr()`` into every param group.
 
     Construction records ``initial_lr`` in each group (as torch does) and performs the initial step, so
-    ``get_last_lr()`` is the starting learning rate.
+    ``get_last_lr()`` is the starting learning rate. During that step ``_is_initial`` is True (torch's flag,
+    also kept in the state_dict): the chainable schedulers then keep the current lr, also when resuming with
+    ``last_epoch >= 0``.
     """
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
@@ -26,12 +28,20 @@ class LRScheduler:
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
-                    raise KeyError(f"param 'initial_lr' is not specified in param_groups[{i}] when resuming an "
-                                   "optimizer")
+                    raise KeyError(f"param 'initial_lr' is not specified in param_groups[{i}] when resuming "
+                                   "scheduler with last_epoch >= 0.\n"
+                                   "This typically happens when:\n"
+                                   "1. You're trying to resume training from a checkpoint but haven't properly "
+                                   "loaded the optimizer state\n"
+                                   "2. You're using last_epoch >= 0 for a fresh training run (not recommended)")
         self.base_lrs: List[float] = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._step_count = 0
-        self.step()
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
 
     def get_lr(self) -> List[float]:
         raise NotImplementedError
@@ -95,7 +105,7 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> List[float]:
-        if self.last_epoch == 0:
+        if self._is_initial:
             return self._lrs()
         return [lr * self.gamma for lr in self._lrs()]
 
@@ -110,7 +120,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def get_lr(self) -> List[float]:
         t, T, eta_min = self.last_epoch, self.T_max, self.eta_min
-        if t == 0:
+        if self._is_initial:
             return self._lrs()
         if self._step_count == 1 and t > 0:
             return [eta_min + (base - eta_min) * (1 + math.cos(t * math.pi / T)) / 2 for base in self.base_lrs]
@@ -214,6 +224,14 @@ class ReduceLROnPlateau(LRScheduler):
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0
         if self.num_bad_epochs > self.patience:
+            if len(self.min_lrs) != len(self.optimizer.param_groups):  # a group was added since __init__
+                if self.default_min_lr is None:
+                    raise RuntimeError(
+                        f"The number of param groups in the `optimizer` ({len(self.optimizer.param_groups)}) "
+                        f"differs from when `ReduceLROnPlateau` was initialized ({len(self.min_lrs)}), usually "
+                        "due to a new param group being added to the optimizer. Please modify the `min_lrs` field "
+                        "to match the length of the `optimizer` param groups.")
+                self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
             for i, group in enumerate(self.optimizer.param_groups):
                 old_lr = float(group["lr"])
                 new_lr = max(old_lr * self.factor, self.min_lrs[i])

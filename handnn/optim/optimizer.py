@@ -110,7 +110,10 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    self._update(p, p.grad, self.state.setdefault(p, {}), group)
+                    state = self.state.get(p, {})
+                    self._update(p, p.grad, state, group)
+                    if state:  # torch keeps no entry for a parameter without state (SGD without momentum)
+                        self.state.setdefault(p, state)
         return loss
 
     def _update(self, p: Parameter, grad: np.ndarray, state: Dict[str, Any], group: Dict[str, Any]) -> None:

@@ -45,9 +45,10 @@ class SGD(Optimizer):
     def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
                  foreach: Optional[bool] = None, differentiable: bool = False, fused: Optional[bool] = None) -> None:
-        check_hyper(lr >= 0.0, f"Invalid learning rate: {lr}")
-        check_hyper(momentum >= 0.0, f"Invalid momentum value: {momentum}")
-        check_hyper(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        # written as torch writes them (``if lr < 0.0: raise``), so NaN passes here exactly as it does in torch
+        check_hyper(not lr < 0.0, f"Invalid learning rate: {lr}")
+        check_hyper(not momentum < 0.0, f"Invalid momentum value: {momentum}")
+        check_hyper(not weight_decay < 0.0, f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach, differentiable=differentiable,
                         fused=fused)
