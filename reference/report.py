@@ -1,9 +1,10 @@
-"""The parity report: every handnn layer against its torch twin, one table.
+"""The parity report: every handnn layer, loss and optimizer against its torch twin, one table.
 
 Each case builds a handnn module, its torch twin (``to_torch``), and runs a few training steps with fresh
 random inputs and random upstream gradients, then one eval step, comparing output, dx, every parameter
 gradient and every buffer (running statistics included) after each step. For each check the table shows the
-worst error over the steps. Exit status 1 when anything mismatches.
+worst error over the steps. Losses and optimizer trajectories: see ``reference.battery``. Exit status 1 when
+anything mismatches.
 
 Run ``python -m reference`` (``--only PATTERN``, ``--dtype float32``, ``--json FILE``).
 """
@@ -23,6 +24,7 @@ import torch
 
 from handnn import nn
 
+from .battery import loss_cases, optimizer_cases, run_loss_case, run_optimizer_case
 from .harness import compare_runs, run_handnn, run_torch
 from .tolerances import Comparison, tolerance
 from .twin import to_torch
@@ -110,14 +112,21 @@ def _badness(c: Comparison) -> Tuple[int, float]:
     return (c.mismatches + (1 if c.problem else 0), c.max_rel)
 
 
+def _sections() -> List[Tuple[str, list, Callable[..., List[Comparison]]]]:
+    """(section, cases, runner): layers, losses, optimizer trajectories."""
+    return [("layer", _cases(), run_case), ("loss", loss_cases(), run_loss_case),
+            ("optimizer", optimizer_cases(), run_optimizer_case)]
+
+
 def battery(pattern: str = "*", dtypes: Sequence[str] = ("float64", "float32")) -> Iterator[Tuple[str, Comparison]]:
     """Every (component, comparison) of the cases whose name matches ``pattern`` (fnmatch, case-insensitive)."""
-    for case in _cases():
-        if not fnmatch.fnmatch(case.component.lower(), pattern.lower()):
-            continue
-        for dtype in dtypes:
-            for result in run_case(case, np.dtype(dtype)):
-                yield case.component, result
+    for _, cases, runner in _sections():
+        for case in cases:
+            if not fnmatch.fnmatch(case.component.lower(), pattern.lower()):
+                continue
+            for dtype in dtypes:
+                for result in runner(case, np.dtype(dtype)):
+                    yield case.component, result
 
 
 def versions() -> Dict[str, str]:

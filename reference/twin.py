@@ -61,6 +61,21 @@ class MaskedDropout(torch.nn.Module):
         return x * noise
 
 
+#: handnn loss classes with a torch twin of the same name, and the constructor arguments each one takes
+LOSSES = {"MSELoss": (), "L1Loss": (), "SmoothL1Loss": ("beta",), "HuberLoss": ("delta",), "BCELoss": ("weight",),
+          "BCEWithLogitsLoss": ("weight", "pos_weight"), "NLLLoss": ("weight", "ignore_index"),
+          "CrossEntropyLoss": ("weight", "ignore_index", "label_smoothing")}
+
+
+def _loss_twin(loss: nn.Module) -> torch.nn.Module:
+    """torch's loss of the same class with the same reduction and options (weights copied as tensors)."""
+    kwargs = {"reduction": loss.reduction}
+    for name in LOSSES[type(loss).__name__]:
+        value = getattr(loss, name)
+        kwargs[name] = to_tensor(value) if isinstance(value, np.ndarray) else value
+    return getattr(torch.nn, type(loss).__name__)(**kwargs)
+
+
 def _build(module: nn.Module, memo: Dict[int, torch.nn.Module]) -> torch.nn.Module:
     dtype = TORCH_DTYPES[module_dtype(module)]
     kind = type(module)
@@ -83,6 +98,8 @@ def _build(module: nn.Module, memo: Dict[int, torch.nn.Module]) -> torch.nn.Modu
                                   dtype=dtype)
     if kind is nn.Dropout:
         return MaskedDropout(module)
+    if kind.__name__ in LOSSES:
+        return _loss_twin(module)
     simple: Dict[type, Callable[[], torch.nn.Module]] = {
         nn.Identity: lambda: torch.nn.Identity(),
         nn.Flatten: lambda: torch.nn.Flatten(module.start_dim, module.end_dim),

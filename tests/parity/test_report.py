@@ -54,3 +54,45 @@ def test_report_fails_on_biased_running_variance(monkeypatch, capsys):
 def test_report_rejects_unknown_component(capsys):
     assert report.main(["--only", "NoSuchLayer"]) == 2
     assert "no component matches" in capsys.readouterr().err
+
+
+def test_report_covers_every_loss_and_optimizer():
+    from handnn import nn, optim
+
+    losses = {type(case.build(np.dtype(np.float64), np.random.default_rng(0))).__name__ for case in report.loss_cases()}
+    assert losses == {name for name in nn.__all__ if name.endswith("Loss")}
+    optimizers = {case.optimizer.__name__ for case in report.optimizer_cases()}
+    assert optimizers == set(optim.__all__) - {"Optimizer", "lr_scheduler"}
+
+
+def test_report_fails_on_adam_without_bias_correction(monkeypatch, capsys):
+    import handnn.optim.adam as adam
+
+    def uncorrected(param, grad, state, **kw):
+        # the seeds' variant: m / (sqrt(v) + eps) with the raw moments, i.e. both corrections dropped
+        kw["lr"] = kw["lr"] * (1 - kw["beta1"] ** (float(state["step"]) + 1)) / np.sqrt(
+            1 - kw["beta2"] ** (float(state["step"]) + 1))
+        return real(param, grad, state, **kw)
+
+    real = adam.adam_step
+    monkeypatch.setattr(adam, "adam_step", uncorrected)
+    status = report.main(["--only", "Adam", "--dtype", "float64"])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "param 0.weight" in text and "MISMATCH" in text
+
+
+def test_report_fails_on_loss_mean_versus_sum(monkeypatch, capsys):
+    import handnn.functional.loss as L
+
+    real = L._elementwise_backward
+
+    def summed(grad_output, cache):
+        # 'mean' backward without the 1/denom: a gradient off by the number of elements
+        return real(grad_output, cache) * cache.denom
+
+    monkeypatch.setattr(L, "_elementwise_backward", summed)
+    status = report.main(["--only", "MSELoss(mean)", "--dtype", "float64"])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "dinput" in text and "MISMATCH" in text
