@@ -1,0 +1,140 @@
+"""``python -m benchmarks [--sizes small,medium,large] [--dtype float32] [--only GLOB] [--repeat 7] [--json FILE]``
+
+Times every case of :mod:`benchmarks.cases` for handnn and torch in the same process, single-threaded, with the
+repetitions interleaved (handnn, torch, handnn, torch, ...) so drifts in machine speed hit both, and prints the
+medians, the ratio handnn / torch (below 1: handnn is faster) and, for layers, the bytes handnn keeps for
+backward relative to the input. ``--quick`` is the CI smoke run: tiny sizes, two repetitions, no claims.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import date
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import cases
+
+
+def _limit_blas_threads() -> str:
+    """Pin BLAS to one thread with threadpoolctl when present (the environment variables are already set)."""
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return "env vars only"
+    threadpool_limits(1)
+    return ", ".join(sorted({f"{i['internal_api']}={i['num_threads']}" for i in threadpool_info()}))
+
+
+def _calibrate(work: Callable[[], object], target: float) -> int:
+    """How many calls make one sample last about ``target`` seconds (at least one)."""
+    start = time.perf_counter()
+    work()
+    elapsed = time.perf_counter() - start
+    return max(1, int(target / max(elapsed, 1e-7)))
+
+
+def _sample(work: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        work()
+    return (time.perf_counter() - start) / number
+
+
+def time_pair(ours: Callable[[], object], theirs: Callable[[], object], repeat: int,
+              target: float = 0.05) -> Dict[str, float]:
+    """Median seconds per call of both callables, repetitions interleaved, after one warm-up call each."""
+    ours(), theirs()
+    number = min(_calibrate(ours, target), _calibrate(theirs, target))
+    samples: Dict[str, List[float]] = {"handnn": [], "torch": []}
+    for _ in range(repeat):
+        samples["handnn"].append(_sample(ours, number))
+        samples["torch"].append(_sample(theirs, number))
+    return {side: statistics.median(values) for side, values in samples.items()}
+
+
+def run(sizes: Sequence[str], dtypes: Sequence[str], pattern: str, repeat: int, target: float,
+        progress: bool = False) -> List[Dict[str, object]]:
+    rows = []
+    for case in cases.ALL:
+        if not fnmatch.fnmatch(case.name.lower(), pattern.lower()):
+            continue
+        for size in sizes:
+            if case.kind == "model" and size not in ("tiny", "small"):
+                continue  # the moons MLP has one size: seed 004's
+            for dtype in dtypes:
+                if progress:
+                    print(f"  {case.name} {size} {dtype}", file=sys.stderr)
+                built = case.build(size, np.dtype(dtype), np.random.default_rng(0))
+                medians = time_pair(built.handnn, built.torch, repeat, target)
+                row = {"case": case.name, "kind": case.kind, "size": size, "dtype": dtype,
+                       "handnn_s": medians["handnn"], "torch_s": medians["torch"],
+                       "ratio": medians["handnn"] / medians["torch"]}
+                if built.cache_bytes is not None:
+                    row["cache_per_input"] = built.cache_bytes / built.input_bytes
+                rows.append(row)
+    return rows
+
+
+def _fmt_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def markdown(rows: List[Dict[str, object]]) -> str:
+    lines = ["| case | size | dtype | handnn | torch | handnn / torch | backward cache / input |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        cache = f"{r['cache_per_input']:.2f}" if "cache_per_input" in r else ""
+        lines.append(f"| {r['case']} | {r['size']} | {r['dtype']} | {_fmt_time(r['handnn_s'])} | "
+                     f"{_fmt_time(r['torch_s'])} | {r['ratio']:.2f} | {cache} |")
+    return "\n".join(lines)
+
+
+def environment(blas: str) -> Dict[str, str]:
+    return {"date": date.today().isoformat(), "python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+            "torch_threads": str(torch.get_num_threads()), "blas": blas}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="small,medium,large", help="comma-separated: tiny, small, medium, large")
+    parser.add_argument("--dtype", action="append", choices=["float32", "float64"], help="default: both")
+    parser.add_argument("--only", default="*", help="only the cases matching this glob")
+    parser.add_argument("--repeat", type=int, default=7, help="interleaved repetitions per side (median)")
+    parser.add_argument("--quick", action="store_true", help="CI smoke run: tiny sizes, 2 repetitions")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows and the environment as JSON")
+    parser.add_argument("--progress", action="store_true", help="print each case to stderr as it runs")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    blas = _limit_blas_threads()
+    sizes = ["tiny"] if args.quick else [s.strip() for s in args.sizes.split(",")]
+    unknown = set(sizes) - set(cases.SIZES_1D)
+    if unknown:
+        parser.error(f"unknown size(s) {sorted(unknown)}; expected some of {list(cases.SIZES_1D)}")
+    repeat, target = (2, 0.002) if args.quick else (args.repeat, 0.05)
+    rows = run(sizes, args.dtype or ["float32", "float64"], args.only, repeat, target, args.progress)
+    if not rows:
+        print(f"no benchmark matches {args.only!r}", file=sys.stderr)
+        return 2
+    env = environment(blas)
+    print("handnn / torch, single thread — " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    print(markdown(rows))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"environment": env, "rows": rows}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

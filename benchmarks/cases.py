@@ -1,0 +1,207 @@
+"""What is timed: layers (forward + backward), losses, optimizer steps and the seeds' moons MLP, for both libraries.
+
+Each case builds, for one size and dtype, two zero-argument callables doing the same work — one with handnn, one
+with torch on the same inputs — and, for layers, the bytes handnn keeps for backward.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from handnn import nn, optim
+from reference import to_tensor, to_torch
+from reference.optim import to_torch_optimizer
+
+Work = Callable[[], object]
+
+#: (rows, features) for 1-d layers and losses; (N, C, H, W) for the 2-d ones
+SIZES_1D = {"tiny": (4, 8), "small": (32, 64), "medium": (512, 1024), "large": (4096, 1024)}
+SIZES_2D = {"tiny": (2, 4, 3, 3), "small": (8, 16, 8, 8), "medium": (32, 64, 28, 28), "large": (64, 64, 56, 56)}
+
+
+@dataclass
+class Built:
+    """The two callables of one case, and what the handnn layer keeps for backward (bytes; None: not a layer)."""
+
+    handnn: Work
+    torch: Work
+    cache_bytes: Optional[int] = None
+    input_bytes: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kind: str  # "layer" | "loss" | "optimizer" | "model"
+    build: Callable[[str, np.dtype, np.random.Generator], Built]
+
+
+# ---- layers ----------------------------------------------------------------------------------------------------
+def _array_bytes(obj: object, seen: set) -> int:
+    """Bytes of the distinct arrays reachable from a cache (NamedTuples, tuples, arrays; views count once)."""
+    if isinstance(obj, np.ndarray):
+        base = obj if obj.base is None else obj.base
+        if id(base) in seen or not isinstance(base, np.ndarray):
+            return 0
+        seen.add(id(base))
+        return base.nbytes
+    if isinstance(obj, (tuple, list)):
+        return sum(_array_bytes(item, seen) for item in obj)
+    return 0
+
+
+def cache_bytes(module: nn.Module) -> int:
+    """Bytes of every array the module and its children keep for backward (parameters excluded)."""
+    seen: set = set()
+    return sum(_array_bytes(getattr(m, "_cache", None), seen) for m in module.modules())
+
+
+def _layer(factory: Callable[[int, np.dtype, np.random.Generator], nn.Module], two_d: bool = False):
+    """A case timing ``module(x)`` then ``module.backward(dout)``, and the twin's forward + autograd backward."""
+
+    def build(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
+        shape = (SIZES_2D if two_d else SIZES_1D)[size]
+        module = factory(shape[1], dtype, rng)
+        for m in module.modules():  # move norm parameters off 1/0 so no shortcut could apply
+            if getattr(m, "weight", None) is not None and not isinstance(m, nn.Linear):
+                m.weight.data[...] = rng.uniform(0.5, 1.5, m.weight.shape)
+        twin = to_torch(module)
+        x = rng.normal(size=shape).astype(dtype)
+        out_shape = module(x).shape
+        dout = rng.normal(size=out_shape).astype(dtype)
+        kept = cache_bytes(module)
+        if isinstance(module, nn.Dropout):
+            mask = module.mask  # the twin reuses handnn's last mask; handnn draws a new one every call
+
+        xt, doutt = to_tensor(x).requires_grad_(True), to_tensor(dout)
+
+        def ours() -> object:
+            module(x)
+            return module.backward(dout)
+
+        def theirs() -> object:
+            xt.grad = None
+            twin(xt).backward(doutt)
+            return xt.grad
+
+        return Built(ours, theirs, kept, x.nbytes)
+
+    return build
+
+
+def _bn1d(c, d, r):
+    return nn.BatchNorm1d(c, dtype=d)
+
+
+LAYERS: List[Case] = [
+    Case("Linear", "layer", _layer(lambda c, d, r: nn.Linear(c, c, dtype=d, rng=r))),
+    Case("ReLU", "layer", _layer(lambda c, d, r: nn.ReLU())),
+    Case("GELU", "layer", _layer(lambda c, d, r: nn.GELU())),
+    Case("GELU(tanh)", "layer", _layer(lambda c, d, r: nn.GELU("tanh"))),
+    Case("BatchNorm1d", "layer", _layer(_bn1d)),
+    Case("BatchNorm2d", "layer", _layer(lambda c, d, r: nn.BatchNorm2d(c, dtype=d), two_d=True)),
+    Case("LayerNorm", "layer", _layer(lambda c, d, r: nn.LayerNorm(c, dtype=d))),
+    Case("GroupNorm", "layer", _layer(lambda c, d, r: nn.GroupNorm(max(1, c // 8), c, dtype=d), two_d=True)),
+    Case("Dropout", "layer", _layer(lambda c, d, r: nn.Dropout(0.3, rng=r))),
+]
+
+
+# ---- losses ----------------------------------------------------------------------------------------------------
+def _loss(kind: str):
+    def build(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
+        shape = SIZES_1D[size]
+        x = rng.normal(size=shape).astype(dtype)
+        if kind == "ce":
+            loss, twin_loss = nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
+            target = rng.integers(0, shape[1], shape[0])
+        else:
+            loss, twin_loss = nn.BCEWithLogitsLoss(), torch.nn.BCEWithLogitsLoss()
+            target = (rng.uniform(size=shape) < 0.5).astype(dtype)
+        xt, tt = to_tensor(x).requires_grad_(True), torch.from_numpy(target)
+
+        def ours() -> object:
+            loss(x, target)
+            return loss.backward()
+
+        def theirs() -> object:
+            xt.grad = None
+            twin_loss(xt, tt).backward()
+            return xt.grad
+
+        return Built(ours, theirs)
+
+    return build
+
+
+LOSSES: List[Case] = [Case("CrossEntropyLoss", "loss", _loss("ce")), Case("BCEWithLogitsLoss", "loss", _loss("bce"))]
+
+
+# ---- optimizer steps -------------------------------------------------------------------------------------------
+def _optimizer(cls: type, **kwargs):
+    """One ``step()`` over a (rows x features) weight and a bias, gradients fixed (set once)."""
+
+    def build(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
+        rows, cols = SIZES_1D[size]
+        model = nn.Linear(cols, rows, dtype=dtype, rng=rng)
+        for p in model.parameters():
+            p.grad = rng.normal(size=p.shape).astype(dtype)
+        opt = cls(model.parameters(), **kwargs)
+        twin = to_torch(model)
+        for (_, p), (_, t) in zip(model.named_parameters(), twin.named_parameters()):
+            t.grad = to_tensor(p.grad)
+        twin_opt = to_torch_optimizer(opt, model, twin)
+        return Built(opt.step, twin_opt.step)
+
+    return build
+
+
+OPTIMIZERS: List[Case] = [
+    Case("SGD(momentum=0.9)", "optimizer", _optimizer(optim.SGD, lr=1e-3, momentum=0.9)),
+    Case("Adam", "optimizer", _optimizer(optim.Adam, lr=1e-4)),
+    Case("RMSprop", "optimizer", _optimizer(optim.RMSprop, lr=1e-5)),
+]
+
+
+# ---- the seeds' moons MLP ----------------------------------------------------------------------------------------
+MOONS_SIZES: Dict[str, Tuple[int, int]] = {"tiny": (20, 10), "small": (200, 100), "medium": (200, 100),
+                                           "large": (200, 100)}
+
+
+def _moons(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
+    """Seed 004's network: [2, 20, 3, 1] with ReLU, sigmoid cross-entropy, full-batch GD at lr 0.2, 200 samples.
+
+    One timed call = ``iterations`` full-batch steps (forward, loss, backward, update)."""
+    n, iterations = MOONS_SIZES[size]
+    x = rng.normal(size=(n, 2)).astype(dtype)
+    y = (x[:, :1] * x[:, 1:] > 0).astype(dtype)
+    model = nn.Sequential(nn.Linear(2, 20, dtype=dtype, rng=rng), nn.ReLU(), nn.Linear(20, 3, dtype=dtype, rng=rng),
+                          nn.ReLU(), nn.Linear(3, 1, dtype=dtype, rng=rng))
+    loss_fn, opt = nn.BCEWithLogitsLoss(), None
+    opt = optim.SGD(model.parameters(), lr=0.2)
+    twin = to_torch(model)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.2)
+    twin_loss = torch.nn.BCEWithLogitsLoss()
+    xt, yt = to_tensor(x), to_tensor(y)
+
+    def ours() -> object:
+        for _ in range(iterations):
+            opt.zero_grad()
+            loss_fn(model(x), y)
+            model.backward(loss_fn.backward())
+            opt.step()
+
+    def theirs() -> object:
+        for _ in range(iterations):
+            twin_opt.zero_grad()
+            twin_loss(twin(xt), yt).backward()
+            twin_opt.step()
+
+    return Built(ours, theirs)
+
+
+MODELS: List[Case] = [Case("moons MLP [2, 20, 3, 1] x100 steps", "model", _moons)]
+
+ALL: List[Case] = LAYERS + LOSSES + OPTIMIZERS + MODELS

@@ -1,0 +1,38 @@
+"""The benchmark harness runs (tiny sizes) and reports what it claims to; no timing is asserted here."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import benchmarks.__main__ as bench
+from benchmarks import cases
+from handnn import nn
+from reference import assert_close
+
+
+def test_quick_run_writes_a_row_per_case_size_and_dtype(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--only", "*Norm*", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    names = {c.name for c in cases.ALL if "norm" in c.name.lower()}
+    assert {(r["case"], r["dtype"]) for r in data["rows"]} == {(n, d) for n in names for d in ("float32", "float64")}
+    assert all(r["handnn_s"] > 0 and r["torch_s"] > 0 and r["cache_per_input"] > 0 for r in data["rows"])
+    assert "| BatchNorm2d | tiny | float64 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", [c for c in cases.LAYERS if c.name != "Dropout"], ids=lambda c: c.name)
+def test_both_callables_compute_the_same_gradient(case):
+    """A benchmark that timed different work would be meaningless: dx of handnn and torch agree. (Dropout is
+    left out: handnn draws a fresh mask per call while the twin replays the previous one.)"""
+    built = case.build("tiny", np.dtype(np.float64), np.random.default_rng(1))
+    assert_close(built.handnn(), built.torch().numpy(), f"{case.name} dx")
+
+
+def test_cache_bytes_counts_views_once():
+    layer = nn.BatchNorm1d(5)
+    x = np.random.default_rng(0).normal(size=(7, 5))
+    layer(x)
+    kept = cases.cache_bytes(layer)
+    assert 0 < kept <= x.nbytes + 10 * 5 * 8
