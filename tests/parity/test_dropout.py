@@ -291,10 +291,12 @@ def test_keep_rate_and_mean_statistics(p, dtype, seed):
 
 @pytest.mark.parametrize("p", PS)
 def test_mask_is_uniform_below_keep_probability(p, dtype, seed):
-    """The documented draw: keep = u < 1 - p with u = rng.random(shape) (a formula, from the same seed)."""
+    """The documented draw: keep = u < 1 - p with u = rng.random(shape, dtype=input dtype) (a formula, from the
+    same seed)."""
     layer = nn.Dropout(p, rng=np.random.default_rng(seed))
     layer(np.ones((9, 6), dtype))
-    np.testing.assert_array_equal(layer.mask, np.random.default_rng(seed).random((9, 6)) < 1 - p)
+    u = np.random.default_rng(seed).random((9, 6), dtype=dtype)
+    np.testing.assert_array_equal(layer.mask, u < np.dtype(dtype).type(1 - p))
 
 
 @pytest.mark.parametrize("p", STAT_PS)
