@@ -23,7 +23,9 @@ class LossCache(NamedTuple):
     """What every loss backward needs.
 
     local : d(unreduced loss)/d(input) per element, with weights already applied (shape of the input),
-        or, for the class losses, d(unreduced loss)/d(log-probabilities) per unit of upstream gradient.
+        or, for the class losses, d(unreduced loss)/d(log-probabilities) per unit of upstream gradient
+        (CrossEntropy with class targets and no smoothing keeps the log-probabilities here instead: its
+        backward needs nothing else, see ``CrossEntropyExtra.direct``).
     reduction : 'none' | 'mean' | 'sum'
     denom : what 'mean' divides the summed losses by
     loss_shape : shape of the unreduced loss
@@ -206,8 +208,14 @@ binary_cross_entropy_backward = _elementwise_backward
 
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
-    """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, finite for every finite ``x``."""
-    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+    """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, finite for every finite ``x`` (one temporary)."""
+    t = np.abs(x)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    np.log1p(t, out=t)
+    out = np.minimum(x, 0)
+    out -= t
+    return out
 
 
 def binary_cross_entropy_with_logits_forward(input, target, weight: Optional[np.ndarray] = None,
@@ -222,15 +230,20 @@ def binary_cross_entropy_with_logits_forward(input, target, weight: Optional[np.
         check_same_dtype(input, pos_weight, "binary_cross_entropy_with_logits")
         _check_broadcastable(pos_weight, input, "pos_weight")
     x, y = input, target
-    sig = np.exp(log_sigmoid(x))
+    log_sig = log_sigmoid(x)
+    local = np.exp(log_sig)  # sigmoid(x), becoming d/dx in place
+    loss = 1 - y
+    loss *= x
     if pos_weight is None:
-        loss = (1 - y) * x - log_sigmoid(x)
-        local = sig - y
+        loss -= log_sig
+        local -= y
     else:
         log_weight = (pos_weight - 1) * y + 1
-        loss = (1 - y) * x - log_weight * log_sigmoid(x)
+        log_sig *= log_weight
+        loss -= log_sig
         py = pos_weight * y
-        local = (py + 1 - y) * sig - py
+        local *= py + 1 - y
+        local -= py
     if weight is not None:
         loss = loss * weight
         local = local * weight
@@ -377,6 +390,7 @@ class CrossEntropyExtra(NamedTuple):
     smooth_local: Optional[np.ndarray]  # d(smoothing term)/d(lp) per unit upstream, already scaled, or None
     smooth_denom: float
     targets: Optional[ClassTargets] = None  # None for probability targets
+    direct: bool = False  # class targets without smoothing: backward from the log-probabilities alone
 
 
 def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ignore_index: int = -100,
@@ -418,6 +432,10 @@ def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ig
         return value, LossCache(-wy, reduction, denom, loss.shape, input.shape, CrossEntropyExtra(sm_cache, None, 0))
     targets = _class_targets(input, target, weight, ignore_index, "cross_entropy")
     loss, value, denom = _nll(lp, targets, reduction)
+    if label_smoothing <= 0:
+        # no input-sized scatter: backward builds dL/dx directly from the log-probabilities (see below)
+        return value, LossCache(lp, reduction, denom, loss.shape, input.shape,
+                                CrossEntropyExtra(sm_cache, None, 0.0, targets, direct=True))
     local = _scatter(-targets.weight, targets.index, input)
     smooth_local, smooth_denom = None, 0.0
     if label_smoothing > 0:
@@ -442,6 +460,8 @@ def cross_entropy_backward(grad_output, cache: LossCache) -> np.ndarray:
     if extra.targets is None:  # probability targets
         dlp = cache.local * np.expand_dims(_spread(grad_output, cache, dtype), c)
         return log_softmax_backward(dlp, extra.softmax_cache)
+    if extra.direct:
+        return _cross_entropy_class_backward(grad_output, cache)
     dlp = _target_grad(grad_output, cache, extra.targets)
     # 0 * inf, inf - inf = NaN: the rows of a 'mean' whose total weight is 0 are NaN, as in torch
     with np.errstate(invalid="ignore"):
@@ -450,3 +470,27 @@ def cross_entropy_backward(grad_output, cache: LossCache) -> np.ndarray:
             g = _class_upstream(grad_output, cache, extra.targets.valid, extra.smooth_denom)
             dlp = dlp + extra.smooth_local * np.expand_dims(g, c)
         return log_softmax_backward(dlp, extra.softmax_cache)
+
+
+def _cross_entropy_class_backward(grad_output, cache: LossCache) -> np.ndarray:
+    """Class targets without smoothing: ``dL/dx = softmax(x) * (w[y] g) - onehot(y) * (w[y] g)`` per position,
+    ``g`` the upstream gradient of the position's loss (log_softmax's backward of ``-w[y] g`` at the target).
+
+    One input-sized array, written in place. Ignored positions have ``w[y] = 0`` and get 0; when 'mean' divides
+    by a total weight of 0 the general path runs instead, for torch's NaN pattern.
+    """
+    extra: CrossEntropyExtra = cache.extra
+    lp, c = extra.softmax_cache
+    targets = extra.targets
+    dtype = lp.dtype
+    if cache.reduction == "mean" and cache.denom == 0:
+        local = _scatter(-targets.weight, targets.index, lp)
+        return cross_entropy_backward(grad_output, cache._replace(local=local, extra=extra._replace(direct=False)))
+    g = _class_upstream(grad_output, cache, targets.valid, cache.denom)
+    wg = np.asarray(targets.weight * g, dtype=dtype)
+    dx = np.exp(lp)
+    dx *= np.expand_dims(wg, c)
+    index = np.expand_dims(targets.index, c)
+    picked = np.take_along_axis(dx, index, axis=c)
+    np.put_along_axis(dx, index, picked - np.expand_dims(wg, c), axis=c)
+    return dx
