@@ -29,7 +29,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np.n
             momentum_buffer = np.array(g, copy=True)
         else:
             momentum_buffer *= momentum
-            momentum_buffer += (1 - dampening) * g
+            momentum_buffer += (1 - dampening) * g if dampening != 0 else g  # no temporary when undamped
         g = g + momentum * momentum_buffer if nesterov else momentum_buffer
     param -= lr * g
     return momentum_buffer
