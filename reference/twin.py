@@ -98,7 +98,7 @@ def _build(module: nn.Module, memo: Dict[int, torch.nn.Module]) -> torch.nn.Modu
                                   dtype=dtype)
     if kind is nn.Dropout:
         return MaskedDropout(module)
-    if kind.__name__ in LOSSES:
+    if kind.__name__ in LOSSES and kind is getattr(nn, kind.__name__):
         return _loss_twin(module)
     simple: Dict[type, Callable[[], torch.nn.Module]] = {
         nn.Identity: lambda: torch.nn.Identity(),
