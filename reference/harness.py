@@ -6,36 +6,16 @@ given upstream gradient, then a snapshot of the output, dL/dx, every parameter g
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
 
 from handnn import nn
 
-from .tolerances import Comparison, compare
+from .runs import Run, compare_runs, failures, run_handnn
+from .tolerances import Comparison
 from .twin import to_numpy, to_tensor
-
-
-@dataclass
-class Run:
-    """One forward/backward snapshot: output, input gradient, parameter gradients, buffers."""
-
-    out: np.ndarray
-    dx: Optional[np.ndarray]
-    grads: Dict[str, np.ndarray] = field(default_factory=dict)
-    buffers: Dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def run_handnn(module: nn.Module, x: np.ndarray, dout: Optional[np.ndarray]) -> Run:
-    """Forward ``x`` (and backward ``dout`` unless None) through a handnn module, from zeroed gradients."""
-    module.zero_grad()
-    out = module(x)
-    dx = module.backward(dout) if dout is not None else None
-    grads = {name: p.grad.copy() for name, p in module.named_parameters() if p.grad is not None}
-    buffers = {name: np.array(b, copy=True) for name, b in module.named_buffers()}
-    return Run(np.array(out, copy=True), None if dx is None else np.array(dx, copy=True), grads, buffers)
 
 
 def run_torch(twin: torch.nn.Module, x: np.ndarray, dout: Optional[np.ndarray]) -> Run:
@@ -48,27 +28,6 @@ def run_torch(twin: torch.nn.Module, x: np.ndarray, dout: Optional[np.ndarray]) 
     grads = {name: to_numpy(p.grad) for name, p in twin.named_parameters() if p.grad is not None}
     buffers = {name: to_numpy(b) for name, b in twin.named_buffers()}
     return Run(to_numpy(out), to_numpy(xt.grad) if dout is not None else None, grads, buffers)
-
-
-def compare_runs(ours: Run, theirs: Run, prefix: str = "") -> List[Comparison]:
-    """Compare output, dx, every gradient and every buffer; a key present on one side only is a mismatch."""
-    results = [compare(prefix + "out", ours.out, theirs.out)]
-    if theirs.dx is not None:
-        results.append(compare(prefix + "dx", ours.dx, theirs.dx))
-    for kind, a, b in (("grad", ours.grads, theirs.grads), ("buffer", ours.buffers, theirs.buffers)):
-        for name in sorted(set(a) | set(b)):
-            label = f"{prefix}{kind} {name}"
-            if name not in a or name not in b:
-                missing = "handnn" if name not in a else "torch"
-                results.append(Comparison(label, "-", np.inf, np.inf, 1, 1, f"absent in {missing}"))
-            else:
-                results.append(compare(label, a[name], b[name]))
-    return results
-
-
-def failures(results: List[Comparison]) -> str:
-    """The report lines of the failed comparisons ('' when all passed)."""
-    return "\n".join(str(r) for r in results if not r.passed)
 
 
 def assert_nonzero(name: str, array: np.ndarray) -> None:

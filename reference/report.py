@@ -22,99 +22,54 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from handnn import nn
-
-from .battery import loss_cases, optimizer_cases, run_loss_case, run_optimizer_case
-from .harness import compare_runs, run_handnn, run_torch
+from .battery import run_loss_case, run_optimizer_case
+from .cases import Case, layer_cases, loss_cases, optimizer_cases, randomize_affine
+from .harness import run_torch
+from .runs import Run, Step, layer_comparisons, run_handnn, step_masks
 from .tolerances import Comparison, tolerance
 from .twin import to_torch
 
-Builder = Callable[[np.dtype, np.random.Generator], nn.Module]
+@dataclass
+class LayerTrace:
+    """A layer case run on both sides: the starting state, every step's inputs, and each side's results."""
+
+    state: Dict[str, np.ndarray]
+    steps: List[Step]
+    ours: List[Run]
+    theirs: List[Run]
 
 
-@dataclass(frozen=True)
-class Case:
-    """One component configuration: how to build it and the input shape it takes."""
-
-    component: str
-    build: Builder
-    shape: Tuple[int, ...]
-
-
-def _cases() -> List[Case]:
-    def c(name: str, shape: Sequence[int], build: Builder) -> Case:
-        return Case(name, build, tuple(shape))
-
-    return [
-        c("Linear", (7, 5), lambda d, r: nn.Linear(5, 3, dtype=d, rng=r)),
-        c("Linear(bias=False) 3-d", (4, 6, 5), lambda d, r: nn.Linear(5, 3, bias=False, dtype=d, rng=r)),
-        c("Identity", (7, 5), lambda d, r: nn.Identity()),
-        c("Flatten", (7, 5, 4, 3), lambda d, r: nn.Flatten()),
-        c("ReLU", (7, 5), lambda d, r: nn.ReLU()),
-        c("LeakyReLU(0.2)", (7, 5), lambda d, r: nn.LeakyReLU(0.2)),
-        c("Sigmoid", (7, 5), lambda d, r: nn.Sigmoid()),
-        c("Tanh", (7, 5), lambda d, r: nn.Tanh()),
-        c("GELU", (7, 5), lambda d, r: nn.GELU()),
-        c("GELU(tanh)", (7, 5), lambda d, r: nn.GELU("tanh")),
-        c("Softmax(dim=1)", (7, 5, 3), lambda d, r: nn.Softmax(dim=1)),
-        c("LogSoftmax(dim=-1)", (7, 5, 3), lambda d, r: nn.LogSoftmax(dim=-1)),
-        c("BatchNorm1d (N, C)", (9, 5), lambda d, r: nn.BatchNorm1d(5, dtype=d)),
-        c("BatchNorm1d (N, C, L)", (7, 5, 4), lambda d, r: nn.BatchNorm1d(5, dtype=d)),
-        c("BatchNorm1d momentum=None", (9, 5), lambda d, r: nn.BatchNorm1d(5, momentum=None, dtype=d)),
-        c("BatchNorm1d affine=False", (9, 5), lambda d, r: nn.BatchNorm1d(5, affine=False, dtype=d)),
-        c("BatchNorm1d no running stats", (9, 5),
-          lambda d, r: nn.BatchNorm1d(5, track_running_stats=False, dtype=d)),
-        c("BatchNorm2d", (7, 5, 4, 3), lambda d, r: nn.BatchNorm2d(5, dtype=d)),
-        c("LayerNorm(5)", (7, 5), lambda d, r: nn.LayerNorm(5, dtype=d)),
-        c("LayerNorm((4, 3))", (7, 5, 4, 3), lambda d, r: nn.LayerNorm((4, 3), dtype=d)),
-        c("GroupNorm(2, 6)", (7, 6, 4, 3), lambda d, r: nn.GroupNorm(2, 6, dtype=d)),
-        c("GroupNorm(3, 6) affine=False", (7, 6, 5), lambda d, r: nn.GroupNorm(3, 6, affine=False, dtype=d)),
-        c("Dropout(0.3)", (7, 5, 4), lambda d, r: nn.Dropout(0.3, rng=r)),
-        c("MLP Linear-BN-ReLU-Dropout-Linear", (16, 2), lambda d, r: nn.Sequential(
-            nn.Linear(2, 20, dtype=d, rng=r), nn.BatchNorm1d(20, dtype=d), nn.ReLU(),
-            nn.Dropout(0.3, rng=r), nn.Linear(20, 1, dtype=d, rng=r))),
-    ]
-
-
-def _randomize_affine(module: nn.Module, rng: np.random.Generator) -> None:
-    """Move norm weights/biases off their 1/0 initialisation so a swapped or ignored one shows."""
-    for m in module.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
-            m.weight.data[...] = rng.uniform(0.5, 1.5, m.weight.shape)
-            if m.bias is not None:
-                m.bias.data[...] = rng.normal(size=m.bias.shape)
+def trace_layer(case: Case, dtype: np.dtype, seed: int = 0, steps: int = 3) -> LayerTrace:
+    """``steps`` training steps then one eval step, each with a fresh random input and upstream gradient."""
+    rng = np.random.default_rng(seed)
+    module = case.build(dtype, rng)
+    randomize_affine(module, rng)
+    twin = to_torch(module)
+    state = {k: np.array(v, copy=True) for k, v in module.state_dict().items()}
+    # the output shape, from a throwaway copy, so the upstream gradient can be drawn before the real step
+    out_shape = copy.deepcopy(module)(np.zeros(case.shape, dtype)).shape
+    trace = LayerTrace(state, [], [], [])
+    for i in range(steps + 1):
+        training = i < steps
+        module.train(training)
+        twin.train(training)
+        step = Step(training, rng.normal(1.0, 2.0, case.shape).astype(dtype), rng.normal(size=out_shape).astype(dtype))
+        trace.ours.append(run_handnn(module, step.x, step.dout))
+        step.masks = step_masks(module)  # the masks handnn drew; the twin's MaskedDropout applies the same ones
+        trace.theirs.append(run_torch(twin, step.x, step.dout))
+        trace.steps.append(step)
+    return trace
 
 
 def run_case(case: Case, dtype: np.dtype, seed: int = 0, steps: int = 3) -> List[Comparison]:
     """Train ``steps`` steps then one eval step on both sides; the worst comparison per check."""
-    rng = np.random.default_rng(seed)
-    module = case.build(dtype, rng)
-    _randomize_affine(module, rng)
-    twin = to_torch(module)
-    # the output shape, from a throwaway copy, so the upstream gradient can be drawn before the real step
-    out_shape = copy.deepcopy(module)(np.zeros(case.shape, dtype)).shape
-    worst: Dict[str, Comparison] = {}
-    for step in range(steps + 1):
-        if step == steps:
-            module.eval()
-            twin.eval()
-        x = rng.normal(1.0, 2.0, case.shape).astype(dtype)
-        dout = rng.normal(size=out_shape).astype(dtype)
-        ours = run_handnn(module, x, dout)
-        theirs = run_torch(twin, x, dout)
-        for result in compare_runs(ours, theirs, prefix="eval " if step == steps else ""):
-            if result.name not in worst or _badness(result) > _badness(worst[result.name]):
-                worst[result.name] = result
-    return list(worst.values())
-
-
-def _badness(c: Comparison) -> Tuple[int, float]:
-    return (c.mismatches + (1 if c.problem else 0), c.max_rel)
+    trace = trace_layer(case, dtype, seed, steps)
+    return layer_comparisons(trace.steps, trace.ours, trace.theirs)
 
 
 def _sections() -> List[Tuple[str, list, Callable[..., List[Comparison]]]]:
     """(section, cases, runner): layers, losses, optimizer trajectories."""
-    return [("layer", _cases(), run_case), ("loss", loss_cases(), run_loss_case),
+    return [("layer", layer_cases(), run_case), ("loss", loss_cases(), run_loss_case),
             ("optimizer", optimizer_cases(), run_optimizer_case)]
 
 

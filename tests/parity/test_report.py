@@ -25,7 +25,7 @@ def test_report_passes_and_writes_json(tmp_path, capsys):
 def test_report_covers_every_handnn_layer():
     from handnn import nn
 
-    built = {type(m).__name__ for case in report._cases()
+    built = {type(m).__name__ for case in report.layer_cases()
              for m in case.build(np.dtype(np.float64), np.random.default_rng(0)).modules()}
     layers = {name for name in nn.__all__ if not name.endswith("Loss")} - {"Parameter", "Module"}
     assert built >= layers

@@ -1,0 +1,200 @@
+"""The parity battery's cases: what is built, on which shapes and data — numpy only.
+
+The report (``reference.report``, ``reference.battery``) runs these against torch; the golden fixtures
+(``reference.record``) store torch's results for them, and ``tests/golden`` replays them without torch. Keeping the
+definitions here, free of torch, is what lets the replay rebuild exactly the modules torch was run on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from handnn import nn, optim
+
+
+# ---- layers --------------------------------------------------------------------------------------------------
+Builder = Callable[[np.dtype, np.random.Generator], nn.Module]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One component configuration: how to build it and the input shape it takes."""
+
+    component: str
+    build: Builder
+    shape: Tuple[int, ...]
+
+
+def layer_cases() -> List[Case]:
+    def c(name: str, shape: Sequence[int], build: Builder) -> Case:
+        return Case(name, build, tuple(shape))
+
+    """Every layer and every option that changes the arithmetic, on shapes whose dimensions differ."""
+    return [
+        c("Linear", (7, 5), lambda d, r: nn.Linear(5, 3, dtype=d, rng=r)),
+        c("Linear(bias=False) 3-d", (4, 6, 5), lambda d, r: nn.Linear(5, 3, bias=False, dtype=d, rng=r)),
+        c("Identity", (7, 5), lambda d, r: nn.Identity()),
+        c("Flatten", (7, 5, 4, 3), lambda d, r: nn.Flatten()),
+        c("ReLU", (7, 5), lambda d, r: nn.ReLU()),
+        c("LeakyReLU(0.2)", (7, 5), lambda d, r: nn.LeakyReLU(0.2)),
+        c("Sigmoid", (7, 5), lambda d, r: nn.Sigmoid()),
+        c("Tanh", (7, 5), lambda d, r: nn.Tanh()),
+        c("GELU", (7, 5), lambda d, r: nn.GELU()),
+        c("GELU(tanh)", (7, 5), lambda d, r: nn.GELU("tanh")),
+        c("Softmax(dim=1)", (7, 5, 3), lambda d, r: nn.Softmax(dim=1)),
+        c("LogSoftmax(dim=-1)", (7, 5, 3), lambda d, r: nn.LogSoftmax(dim=-1)),
+        c("BatchNorm1d (N, C)", (9, 5), lambda d, r: nn.BatchNorm1d(5, dtype=d)),
+        c("BatchNorm1d (N, C, L)", (7, 5, 4), lambda d, r: nn.BatchNorm1d(5, dtype=d)),
+        c("BatchNorm1d momentum=None", (9, 5), lambda d, r: nn.BatchNorm1d(5, momentum=None, dtype=d)),
+        c("BatchNorm1d affine=False", (9, 5), lambda d, r: nn.BatchNorm1d(5, affine=False, dtype=d)),
+        c("BatchNorm1d no running stats", (9, 5),
+          lambda d, r: nn.BatchNorm1d(5, track_running_stats=False, dtype=d)),
+        c("BatchNorm2d", (7, 5, 4, 3), lambda d, r: nn.BatchNorm2d(5, dtype=d)),
+        c("LayerNorm(5)", (7, 5), lambda d, r: nn.LayerNorm(5, dtype=d)),
+        c("LayerNorm((4, 3))", (7, 5, 4, 3), lambda d, r: nn.LayerNorm((4, 3), dtype=d)),
+        c("GroupNorm(2, 6)", (7, 6, 4, 3), lambda d, r: nn.GroupNorm(2, 6, dtype=d)),
+        c("GroupNorm(3, 6) affine=False", (7, 6, 5), lambda d, r: nn.GroupNorm(3, 6, affine=False, dtype=d)),
+        c("Dropout(0.3)", (7, 5, 4), lambda d, r: nn.Dropout(0.3, rng=r)),
+        c("MLP Linear-BN-ReLU-Dropout-Linear", (16, 2), lambda d, r: nn.Sequential(
+            nn.Linear(2, 20, dtype=d, rng=r), nn.BatchNorm1d(20, dtype=d), nn.ReLU(),
+            nn.Dropout(0.3, rng=r), nn.Linear(20, 1, dtype=d, rng=r))),
+    ]
+
+
+def randomize_affine(module: nn.Module, rng: np.random.Generator) -> None:
+    """Move norm weights/biases off their 1/0 initialisation so a swapped or ignored one shows."""
+    for m in module.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
+            m.weight.data[...] = rng.uniform(0.5, 1.5, m.weight.shape)
+            if m.bias is not None:
+                m.bias.data[...] = rng.normal(size=m.bias.shape)
+
+
+
+# ---- losses --------------------------------------------------------------------------------------------------
+TargetMaker = Callable[[np.random.Generator, Tuple[int, ...], np.dtype], np.ndarray]
+
+
+@dataclass(frozen=True)
+class LossCase:
+    """A loss configuration: how to build it (given dtype and rng), the input shape, and its target maker."""
+
+    component: str
+    build: Callable[[np.dtype, np.random.Generator], nn.Module]
+    shape: Tuple[int, ...]
+    target: TargetMaker
+    logits_scale: float = 1.0
+
+
+def _real(rng, shape, dtype):
+    return rng.normal(size=shape).astype(dtype)
+
+
+def _probabilities(rng, shape, dtype):
+    return rng.uniform(0.02, 0.98, shape).astype(dtype)
+
+
+def _binary(rng, shape, dtype):
+    return (rng.uniform(size=shape) < 0.4).astype(dtype)
+
+
+def _classes(rng, shape, dtype, ignore: Optional[int] = None):
+    target = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    if ignore is not None:
+        target[rng.uniform(size=target.shape) < 0.25] = ignore
+    return target.astype(np.int64)
+
+
+def _soft_classes(rng, shape, dtype):
+    p = rng.uniform(0.1, 1.0, shape)
+    return (p / p.sum(axis=1, keepdims=True)).astype(dtype)
+
+
+def loss_cases() -> List[LossCase]:
+    """Every loss, each reduction for the elementwise ones, and every option that changes the arithmetic."""
+    cases = []
+    for reduction in ("mean", "sum", "none"):
+        cases += [
+            LossCase(f"MSELoss({reduction})", lambda d, r, red=reduction: nn.MSELoss(reduction=red), (7, 5), _real),
+            LossCase(f"L1Loss({reduction})", lambda d, r, red=reduction: nn.L1Loss(reduction=red), (7, 5), _real),
+            LossCase(f"CrossEntropyLoss({reduction})", lambda d, r, red=reduction: nn.CrossEntropyLoss(
+                reduction=red), (7, 5), _classes),
+        ]
+    weight = lambda d, r, n: r.uniform(0.5, 2.0, n).astype(d)  # noqa: E731
+    cases += [
+        LossCase("SmoothL1Loss(beta=0.5)", lambda d, r: nn.SmoothL1Loss(beta=0.5), (7, 5), _real),
+        LossCase("HuberLoss(delta=0.7)", lambda d, r: nn.HuberLoss(delta=0.7), (7, 5), _real),
+        LossCase("BCELoss(weight)", lambda d, r: nn.BCELoss(weight=weight(d, r, 5)), (7, 5), _probabilities),
+        LossCase("BCEWithLogitsLoss(pos_weight)", lambda d, r: nn.BCEWithLogitsLoss(pos_weight=weight(d, r, 5)),
+                 (7, 5), _binary, logits_scale=30.0),
+        LossCase("NLLLoss(weight, ignore_index)", lambda d, r: nn.NLLLoss(weight=weight(d, r, 5), ignore_index=2),
+                 (7, 5), lambda r, s, d: _classes(r, s, d)),
+        LossCase("CrossEntropyLoss(weight, ignore_index, smoothing) (N, C, d)",
+                 lambda d, r: nn.CrossEntropyLoss(weight=weight(d, r, 5), ignore_index=-1, label_smoothing=0.2),
+                 (7, 5, 3), lambda r, s, d: _classes(r, s, d, ignore=-1)),
+        LossCase("CrossEntropyLoss(probability targets)", lambda d, r: nn.CrossEntropyLoss(label_smoothing=0.1),
+                 (7, 5, 3), _soft_classes),
+    ]
+    return cases
+
+
+
+def loss_input(case: LossCase, loss: nn.Module, rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
+    """The input a loss takes: logits (scaled), probabilities for BCELoss, log-probabilities for NLLLoss."""
+    x = (case.logits_scale * rng.normal(size=case.shape)).astype(dtype)
+    if case.target is _probabilities or type(loss).__name__ == "BCELoss":
+        x = _probabilities(rng, case.shape, dtype)
+    if type(loss).__name__ == "NLLLoss":
+        x = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    return x
+
+
+# ---- optimizer trajectories ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OptimCase:
+    """An optimizer configuration trained for ``steps`` mini-batch steps (``scheduler``: (class name, kwargs))."""
+
+    component: str
+    optimizer: type
+    kwargs: Dict[str, Any]
+    scheduler: Optional[Tuple[str, Dict[str, Any]]] = None
+    steps: int = 150
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def optimizer_cases() -> List[OptimCase]:
+    """Every optimizer option that changes the arithmetic; a high learning rate; a mid-run lr change."""
+    c = OptimCase
+    return [
+        c("SGD", optim.SGD, {"lr": 0.1}),
+        c("SGD(momentum, dampening)", optim.SGD, {"lr": 0.05, "momentum": 0.9, "dampening": 0.3}),
+        c("SGD(nesterov, weight_decay)", optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True,
+                                                      "weight_decay": 1e-2}),
+        c("SGD(maximize) + StepLR", optim.SGD, {"lr": 0.05, "momentum": 0.5, "maximize": True},
+          ("StepLR", {"step_size": 50, "gamma": 0.3})),
+        c("SGD high lr", optim.SGD, {"lr": 1.0}),
+        c("Adam", optim.Adam, {"lr": 1e-2}),
+        c("Adam(amsgrad, weight_decay)", optim.Adam, {"lr": 1e-2, "amsgrad": True, "weight_decay": 1e-2}),
+        c("Adam + CosineAnnealingLR", optim.Adam, {"lr": 2e-2}, ("CosineAnnealingLR", {"T_max": 100})),
+        c("AdamW(amsgrad)", optim.AdamW, {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1}),
+        c("RMSprop(centered, momentum)", optim.RMSprop, {"lr": 1e-2, "centered": True, "momentum": 0.9}),
+        c("RMSprop(alpha, weight_decay)", optim.RMSprop, {"lr": 1e-2, "alpha": 0.9, "weight_decay": 1e-2}),
+        c("Adagrad(lr_decay, initial_accumulator_value)", optim.Adagrad,
+          {"lr": 0.1, "lr_decay": 1e-2, "initial_accumulator_value": 0.1}),
+    ]
+
+
+def mlp(dtype: np.dtype, rng: np.random.Generator) -> nn.Sequential:
+    # The first Linear has no bias: before a BatchNorm its true gradient is 0 and the computed one is rounding
+    # noise that differs between libraries, which adaptive optimizers would turn into real steps.
+    return nn.Sequential(nn.Linear(4, 9, bias=False, dtype=dtype, rng=rng), nn.BatchNorm1d(9, dtype=dtype),
+                         nn.ReLU(), nn.Dropout(0.2, rng=rng.spawn(1)[0]), nn.Linear(9, 3, dtype=dtype, rng=rng))
+
+
+
+def trajectory_data(rng: np.random.Generator, dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
+    """The optimizer runs' data set: 64 samples of 4 features on different scales, 3 linearly separable classes."""
+    x_all = rng.normal(size=(64, 4)).astype(dtype) * rng.uniform(0.5, 2.0, 4).astype(dtype)
+    return x_all, (x_all @ rng.normal(size=(4, 3))).argmax(axis=1)
