@@ -1,10 +1,12 @@
 """Fixtures shared by every test: deterministic, per-test random generators (no global RNG anywhere)."""
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 
 @pytest.fixture
@@ -23,3 +25,14 @@ def rng(seed) -> np.random.Generator:
 def dtype(request):
     """Every parity test runs in float64 (tight) and float32 (the tolerance table's float32 row)."""
     return np.dtype(request.param)
+
+
+# ---- hypothesis ---------------------------------------------------------------------------------------------------
+# No deadline (a worker sharing 2 cores with others has irregular timings), no example database (xdist workers
+# would race on it, and CI starts clean anyway); on CI (CI=true) the examples are derandomized, so a CI failure
+# reproduces exactly. HYPOTHESIS_PROFILE=thorough explores 10x more examples locally.
+settings.register_profile("dev", deadline=None, database=None, max_examples=30,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("dev"), derandomize=True)
+settings.register_profile("thorough", parent=settings.get_profile("dev"), max_examples=300)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
