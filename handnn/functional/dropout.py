@@ -1,6 +1,7 @@
 """Inverted dropout with torch's convention: ``p`` is the probability of *dropping* an element."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -25,13 +26,28 @@ def check_dropout_p(p: float) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
-def draw_dropout_mask(shape, p: float, rng, dtype=np.float64) -> np.ndarray:
-    """Boolean keep-mask, each element kept with probability ``1 - p``: ``u < 1 - p``, ``u = rng.random(shape,
-    dtype=dtype)`` (float32 draws for float32 data: half the random bits, ~30% faster, keep-rate exact to 2^-24)."""
+def keep_threshold(p: float) -> int:
+    """``round((1 - p) * 2**32)``: a uniform 32-bit word ``u`` is kept iff ``u < threshold`` (keep-rate exact to
+    2^-33; 2**32 means every element is kept)."""
+    return int(round((1.0 - p) * 2.0**32))
+
+
+def draw_dropout_mask(shape, p: float, rng) -> np.ndarray:
+    """Boolean keep-mask, each element kept with probability ``1 - p``.
+
+    The draw: ``u`` = the generator's next ``ceil(n / 2)`` raw 64-bit words (``rng.bit_generator.random_raw``), each
+    split into two 32-bit halves in memory order (low half first on little-endian machines), the first ``n`` of
+    them in C order; element ``i`` is kept iff ``u[i] < keep_threshold(p)``. Raw words cost half of
+    ``rng.random(n, dtype=np.float32)`` (which also spends 32 bits per element) and keep 8 more bits of precision.
+    """
     if rng is None:
         raise ValueError("dropout needs rng= (a numpy.random.Generator) or an explicit mask= to draw its mask")
-    dtype = np.dtype(dtype)
-    return rng.random(shape, dtype=dtype) < dtype.type(1.0 - p)
+    threshold = keep_threshold(p)
+    if threshold >= 2**32:
+        return np.ones(shape, dtype=bool)
+    n = math.prod(shape)
+    words = rng.bit_generator.random_raw((n + 1) // 2)
+    return np.less(words.view(np.uint32)[:n], np.uint32(threshold)).reshape(shape)
 
 
 def dropout_forward(
@@ -71,7 +87,7 @@ def dropout_forward(
         with np.errstate(invalid="ignore"):  # inf * 0 = NaN is torch's result, not a mistake
             return x * x.dtype.type(0), DropoutCache(np.zeros(x.shape, dtype=bool), 0.0)
     if mask is None:
-        mask = draw_dropout_mask(x.shape, p, rng, x.dtype)
+        mask = draw_dropout_mask(x.shape, p, rng)
     elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
         raise TypeError(f"dropout mask must be a boolean ndarray, but got {getattr(mask, 'dtype', type(mask))}")
     elif mask.shape != x.shape:

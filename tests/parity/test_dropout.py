@@ -291,12 +291,13 @@ def test_keep_rate_and_mean_statistics(p, dtype, seed):
 
 @pytest.mark.parametrize("p", PS)
 def test_mask_is_uniform_below_keep_probability(p, dtype, seed):
-    """The documented draw: keep = u < 1 - p with u = rng.random(shape, dtype=input dtype) (a formula, from the
-    same seed)."""
+    """The documented draw: keep = u < round((1 - p) * 2^32), u = the 32-bit halves of the generator's next raw
+    64-bit words, low half first (a formula, from the same seed; 9 x 7 = 63 elements: an odd count uses a half word)."""
     layer = nn.Dropout(p, rng=np.random.default_rng(seed))
-    layer(np.ones((9, 6), dtype))
-    u = np.random.default_rng(seed).random((9, 6), dtype=dtype)
-    np.testing.assert_array_equal(layer.mask, u < np.dtype(dtype).type(1 - p))
+    layer(np.ones((9, 7), dtype))
+    words = [int(w) for w in np.random.default_rng(seed).bit_generator.random_raw(32)]
+    u = np.array([half for w in words for half in (w & 0xFFFFFFFF, w >> 32)][:63]).reshape(9, 7)
+    np.testing.assert_array_equal(layer.mask, u < round((1 - p) * 2**32))
 
 
 @pytest.mark.parametrize("p", STAT_PS)
