@@ -14,6 +14,8 @@ from .tolerances import TOLERANCES, Comparison, assert_close, compare, tolerance
 _LAZY = {
     "Run": "harness", "assert_nonzero": "harness", "assert_step_parity": "harness", "compare_runs": "harness",
     "failures": "harness", "run_handnn": "harness", "run_torch": "harness",
+    "CheckReport": "check", "check_layer": "check", "check_update": "check", "diagnose": "diagnosis",
+    "diagnoses": "diagnosis",
     "MaskedDropout": "twin", "from_torch": "twin", "to_numpy": "twin", "to_tensor": "twin", "to_torch": "twin",
 }
 

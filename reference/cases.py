@@ -198,3 +198,35 @@ def trajectory_data(rng: np.random.Generator, dtype: np.dtype) -> Tuple[np.ndarr
     """The optimizer runs' data set: 64 samples of 4 features on different scales, 3 linearly separable classes."""
     x_all = rng.normal(size=(64, 4)).astype(dtype) * rng.uniform(0.5, 2.0, 4).astype(dtype)
     return x_all, (x_all @ rng.normal(size=(4, 3))).argmax(axis=1)
+
+
+# ---- initialisers ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InitCase:
+    """An initialiser of ``handnn.init`` / ``torch.nn.init`` (same name), its keyword arguments, the tensor shape."""
+
+    component: str
+    name: str
+    kwargs: Dict[str, Any]
+    shape: Tuple[int, ...]
+
+
+def init_cases() -> List[InitCase]:
+    """Every random initialiser; each fan mode and nonlinearity family; 2-d and 4-d (convolution-shaped) tensors."""
+    c = InitCase
+    return [
+        c("init.uniform_(-0.5, 2)", "uniform_", {"a": -0.5, "b": 2.0}, (300, 200)),
+        c("init.normal_(0.3, 2)", "normal_", {"mean": 0.3, "std": 2.0}, (300, 200)),
+        c("init.xavier_uniform_(gain=2)", "xavier_uniform_", {"gain": 2.0}, (300, 200)),
+        c("init.xavier_normal_ 4-d", "xavier_normal_", {}, (40, 30, 5, 5)),
+        c("init.kaiming_uniform_", "kaiming_uniform_", {}, (300, 200)),
+        c("init.kaiming_uniform_(a=sqrt(5)) (Linear's)", "kaiming_uniform_", {"a": 5 ** 0.5}, (300, 200)),
+        c("init.kaiming_normal_(fan_out, relu)", "kaiming_normal_", {"mode": "fan_out", "nonlinearity": "relu"},
+          (300, 200)),
+        c("init.kaiming_normal_(leaky_relu 0.2) 4-d", "kaiming_normal_", {"a": 0.2}, (40, 30, 5, 5)),
+        c("init.trunc_normal_", "trunc_normal_", {}, (300, 200)),
+        c("init.trunc_normal_(0.1, 0.02, -0.01, 0.15)", "trunc_normal_",
+          {"mean": 0.1, "std": 0.02, "a": -0.01, "b": 0.15}, (300, 200)),
+        c("init.orthogonal_(gain=2)", "orthogonal_", {"gain": 2.0}, (120, 80)),
+        c("init.orthogonal_ wide 4-d", "orthogonal_", {}, (20, 6, 5, 5)),
+    ]

@@ -6,7 +6,8 @@ gradient and every buffer (running statistics included) after each step. For eac
 worst error over the steps. Losses and optimizer trajectories: see ``reference.battery``. Exit status 1 when
 anything mismatches.
 
-Run ``python -m reference`` (``--only PATTERN``, ``--dtype float32``, ``--json FILE``).
+Run ``handnn-verify`` or ``python -m reference`` (``--only PATTERN``, ``--dtype float32``, ``--json FILE``; ``--user
+MODULE:FUNC`` checks your own CS231n-style code instead, see ``reference.check``).
 """
 from __future__ import annotations
 
@@ -16,16 +17,20 @@ import fnmatch
 import json
 import platform
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .battery import run_loss_case, run_optimizer_case
-from .cases import Case, layer_cases, loss_cases, optimizer_cases, randomize_affine
+from handnn import nn
+
+from .battery import run_init_case, run_loss_case, run_optimizer_case
+from .cases import Case, init_cases, layer_cases, loss_cases, optimizer_cases, randomize_affine
+from .check import main_user, split_user_arg
+from .diagnosis import diagnose
 from .harness import run_torch
-from .runs import Run, Step, layer_comparisons, run_handnn, step_masks
+from .runs import Run, Step, compare_runs, run_handnn, step_masks, worst
 from .tolerances import Comparison, tolerance
 from .twin import to_torch
 
@@ -62,15 +67,57 @@ def trace_layer(case: Case, dtype: np.dtype, seed: int = 0, steps: int = 3) -> L
 
 
 def run_case(case: Case, dtype: np.dtype, seed: int = 0, steps: int = 3) -> List[Comparison]:
-    """Train ``steps`` steps then one eval step on both sides; the worst comparison per check."""
+    """Train ``steps`` steps then one eval step on both sides; the worst comparison per check, a failing one with
+    its likely cause when :mod:`reference.diagnosis` recognises it."""
     trace = trace_layer(case, dtype, seed, steps)
-    return layer_comparisons(trace.steps, trace.ours, trace.theirs)
+    module = case.build(dtype, np.random.default_rng(seed))  # read for its hyper-parameters only
+    results = []
+    for i, (step, ours, theirs) in enumerate(zip(trace.steps, trace.ours, trace.theirs)):
+        for c in compare_runs(ours, theirs, prefix="" if step.training else "eval "):
+            if not c.passed and not c.problem:
+                # a buffer compared after the eval step is still a running statistic, not an eval output
+                check = c.name[len("eval "):] if c.name.startswith("eval buffer") else c.name
+                cause = diagnose(check, _named(c.name, ours), _named(c.name, theirs),
+                                 **_layer_context(module, trace, i))
+                c = replace(c, cause=cause or "")
+            results.append(c)
+    return worst(results)
+
+
+def _named(check: str, run: Run) -> np.ndarray:
+    """The array of ``run`` a check name ('eval out', 'dx', 'grad weight', 'buffer running_var') refers to."""
+    name = check[len("eval "):] if check.startswith("eval ") else check
+    if name in ("out", "dx"):
+        return getattr(run, name)
+    kind, _, key = name.partition(" ")
+    return (run.grads if kind == "grad" else run.buffers)[key]
+
+
+def _layer_context(module: nn.Module, trace: LayerTrace, i: int) -> Dict[str, object]:
+    """What the diagnosis detectors recompute from: the step's input and upstream gradient, the layer's
+    hyper-parameters and starting state, the training batches so far; for a single layer only."""
+    step = trace.steps[i]
+    if isinstance(module, nn.Sequential):
+        return {}
+    state = trace.state
+    context: Dict[str, object] = {"kind": type(module).__name__, "x": step.x, "dout": step.dout,
+                                  "gamma": state.get("weight"), "beta": state.get("bias"),
+                                  "eps": getattr(module, "eps", None), "p": getattr(module, "p", None),
+                                  "mask": step.masks[0] if step.masks else None}
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.momentum is not None:
+        context.update(n=step.x.size // step.x.shape[1], momentum=module.momentum,
+                       batches=[s.x for s in trace.steps[:i + 1] if s.training],
+                       running_mean0=state.get("running_mean"), running_var0=state.get("running_var"))
+        if not step.training:  # the eval output from handnn's own running statistics
+            context.update(running_mean=trace.ours[i].buffers.get("running_mean"),
+                           running_var=trace.ours[i].buffers.get("running_var"))
+    return context
 
 
 def _sections() -> List[Tuple[str, list, Callable[..., List[Comparison]]]]:
-    """(section, cases, runner): layers, losses, optimizer trajectories."""
+    """(section, cases, runner): layers, losses, optimizer trajectories, initialiser distributions."""
     return [("layer", layer_cases(), run_case), ("loss", loss_cases(), run_loss_case),
-            ("optimizer", optimizer_cases(), run_optimizer_case)]
+            ("optimizer", optimizer_cases(), run_optimizer_case), ("init", init_cases(), run_init_case)]
 
 
 def battery(pattern: str = "*", dtypes: Sequence[str] = ("float64", "float32")) -> Iterator[Tuple[str, Comparison]]:
@@ -89,7 +136,8 @@ def versions() -> Dict[str, str]:
 
 
 def _row(component: str, r: Comparison) -> List[str]:
-    verdict = "ok" if r.passed else "MISMATCH" + (f" ({r.problem})" if r.problem else "")
+    verdict = "ok" if r.passed else "MISMATCH" + (f" ({r.problem})" if r.problem else "") + (
+        f" — likely cause: {r.cause}" if r.cause else "")
     return [component, r.name, r.dtype, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}", f"{r.mismatches}/{r.total}", verdict]
 
 
@@ -101,11 +149,18 @@ def format_table(rows: List[List[str]]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reference", description=__doc__.splitlines()[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    spec, rest = split_user_arg(argv)
+    if spec is not None:  # handnn-verify --user MODULE:FUNC ...: check the user's own code instead
+        return main_user(spec, rest)
+    parser = argparse.ArgumentParser(prog="handnn-verify", description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="*", help="run only the components matching this glob (e.g. 'BatchNorm*')")
     parser.add_argument("--dtype", choices=["float64", "float32"], action="append",
                         help="dtype(s) to check (default: both)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--user", metavar="MODULE:FUNC",
+                        help="check your own CS231n-style layer or update rule against torch instead (options: --kind "
+                             "--backward --momentum-style --keep-prob --dtype --seed --json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     dtypes = args.dtype or ["float64", "float32"]

@@ -42,6 +42,7 @@ class Comparison:
     mismatches: int
     total: int
     problem: str = ""  # shape/dtype disagreement, empty when the arrays are comparable
+    cause: str = ""  # the likely cause of a mismatch, when reference.diagnosis recognises one
 
     @property
     def passed(self) -> bool:
@@ -50,6 +51,7 @@ class Comparison:
     def __str__(self) -> str:
         verdict = "ok" if self.passed else "MISMATCH"
         detail = f" ({self.problem})" if self.problem else ""
+        detail += f" — likely cause: {self.cause}" if self.cause and not self.passed else ""
         return (f"{self.name} [{self.dtype}]: max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, "
                 f"{self.mismatches}/{self.total} mismatching: {verdict}{detail}")
 

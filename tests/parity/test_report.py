@@ -65,21 +65,61 @@ def test_report_covers_every_loss_and_optimizer():
     assert optimizers == set(optim.__all__) - {"Optimizer", "lr_scheduler"}
 
 
-def test_report_fails_on_adam_without_bias_correction(monkeypatch, capsys):
+def test_report_fails_on_adam_without_bias_correction_and_names_it(monkeypatch, capsys):
     import handnn.optim.adam as adam
 
-    def uncorrected(param, grad, state, **kw):
-        # the seeds' variant: m / (sqrt(v) + eps) with the raw moments, i.e. both corrections dropped
-        kw["lr"] = kw["lr"] * (1 - kw["beta1"] ** (float(state["step"]) + 1)) / np.sqrt(
-            1 - kw["beta2"] ** (float(state["step"]) + 1))
-        return real(param, grad, state, **kw)
+    def uncorrected(param, grad, state, *, lr, beta1, beta2, eps, **_):
+        # the seeds' variant: m / (sqrt(v) + eps) with the raw moments
+        state["step"] += 1
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        param -= lr * m / (np.sqrt(v) + eps)
 
-    real = adam.adam_step
     monkeypatch.setattr(adam, "adam_step", uncorrected)
     status = report.main(["--only", "Adam", "--dtype", "float64"])
     text = capsys.readouterr().out
     assert status == 1
-    assert "param 0.weight" in text and "MISMATCH" in text
+    assert "param 0.weight" in text and "MISMATCH — likely cause: Adam without bias correction" in text
+
+
+def test_report_names_dampening_on_the_first_momentum_step(monkeypatch, capsys):
+    import handnn.optim.sgd as sgd
+
+    real = sgd.sgd_step
+
+    def damped_from_the_start(param, grad, momentum_buffer, **kw):
+        if kw.get("momentum") and momentum_buffer is None:
+            momentum_buffer = np.zeros_like(param)  # the buffer starts at 0, so step 1 is dampened; torch's is g
+        return real(param, grad, momentum_buffer, **kw)
+
+    monkeypatch.setattr(sgd, "sgd_step", damped_from_the_start)
+    status = report.main(["--only", "SGD(momentum, dampening)", "--dtype", "float64"])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "likely cause: first momentum step dampened" in text
+
+
+def test_report_names_the_biased_running_variance(monkeypatch, capsys):
+    import handnn.functional as HF
+
+    real = HF.batch_norm_forward
+
+    def biased(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+        before = None if running_var is None else running_var.copy()
+        out = real(x, running_mean, running_var, weight, bias, training, momentum, eps)
+        if training and running_var is not None:
+            n = x.size // x.shape[1]
+            running_var[...] = (1 - momentum) * before + (running_var - (1 - momentum) * before) * (n - 1) / n
+        return out
+
+    monkeypatch.setattr(HF, "batch_norm_forward", biased)
+    status = report.main(["--only", "BatchNorm1d (N, C)", "--dtype", "float64"])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "buffer running_var" in text and "likely cause: running_var uses the biased variance" in text
 
 
 def test_report_fails_on_loss_mean_versus_sum(monkeypatch, capsys):
@@ -95,4 +135,36 @@ def test_report_fails_on_loss_mean_versus_sum(monkeypatch, capsys):
     status = report.main(["--only", "MSELoss(mean)", "--dtype", "float64"])
     text = capsys.readouterr().out
     assert status == 1
-    assert "dinput" in text and "MISMATCH" in text
+    assert "dinput" in text and "MISMATCH — likely cause: off by the batch size n: a sum where torch takes the mean" in text
+
+
+def test_report_covers_every_random_initialiser():
+    from handnn import init
+
+    random_inits = {"uniform_", "normal_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+                    "trunc_normal_", "orthogonal_"}
+    assert random_inits <= set(dir(init))
+    assert {case.name for case in report.init_cases()} == random_inits
+
+
+@pytest.mark.parametrize("only, planted", [
+    ("init.kaiming_normal_(fan_out, relu)", "fan_in"),   # the fan rule ignored: fan_in (200) instead of fan_out (300)
+    ("init.xavier_uniform_(gain=2)", "gain"),            # the gain dropped
+])
+def test_report_fails_on_a_wrong_initialiser(monkeypatch, capsys, only, planted):
+    from handnn import init
+
+    real = getattr(init, only.split("(")[0].split(".")[1].split(" ")[0])
+
+    def wrong(tensor, *args, **kwargs):
+        if planted == "fan_in":
+            kwargs["mode"] = "fan_in"
+        else:
+            kwargs.pop("gain", None)
+        return real(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(init, real.__name__, wrong)
+    status = report.main(["--only", only, "--dtype", "float64"])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "distribution: KS" in text and "MISMATCH" in text

@@ -1,0 +1,709 @@
+"""Check your own layer or optimizer code (CS231n style) against torch, with a diagnosis of what differs.
+
+The functions checked are written the way the course assignments (and the seeds) write them::
+
+    out, cache = affine_forward(x, w, b)                  # w: (D, M), x: (N, d1, ..., dk) reshaped to (N, D)
+    dx, dw, db = affine_backward(dout, cache)
+    out, cache = relu_forward(x);  dx = relu_backward(dout, cache)
+    out, cache = batchnorm_forward(x, gamma, beta, bn_param)          # bn_param: mode, eps, momentum,
+    dx, dgamma, dbeta = batchnorm_backward(dout, cache)               #   running_mean, running_var (updated)
+    out, cache = spatial_batchnorm_forward(x, gamma, beta, bn_param)  # x: (N, C, H, W)
+    out, cache = layernorm_forward(x, gamma, beta, ln_param)          # ln_param: eps
+    out, cache = dropout_forward(x, dropout_param);  dx = dropout_backward(dout, cache)   # mode, p, seed
+    next_w, config = update(w, dw, config)                            # sgd, sgd_momentum, rmsprop, adam
+
+:func:`check_layer` builds the same computation in torch, runs both on seeded random inputs whose dimensions all
+differ (several training steps, then test mode), maps the conventions you declare onto torch's, and compares the
+output, every gradient, the running statistics after each step and the test-mode output; :func:`check_update` runs
+an update rule and the matching ``torch.optim`` optimizer on the same gradients for several steps and compares the
+whole parameter trajectory and the optimizer state. Every comparison uses the tolerance table
+(``reference.tolerances``); a failed one carries the likely cause from ``reference.diagnosis``.
+
+Conventions (``momentum_style``, ``p_is_keep_prob``):
+
+- BatchNorm ``'torch'``: ``running = (1 − m)·running + m·batch``; ``'cs231n'``:
+  ``running = m·running + (1 − m)·batch`` (CS231n's 0.9 is torch's 0.1). Torch's running variance is the unbiased
+  one, and it starts at 1.
+- dropout: torch's ``p`` is the drop probability; ``p_is_keep_prob=True`` when yours keeps with probability p.
+- SGD momentum ``'cs231n'``: ``v = μv − lr·dw; w += v`` ≡ ``SGD(lr, momentum=μ)``; ``'dlai'`` (deeplearning.ai):
+  ``v = βv + (1 − β)·dw; w −= lr·v`` ≡ ``SGD(lr·(1 − β), momentum=β)``.
+
+From the command line: ``handnn-verify --user path/to/layers.py:batchnorm_forward --momentum-style cs231n``
+(:func:`main_user`).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .diagnosis import diagnose, keep_rate_cause
+from .tolerances import Comparison, compare
+from .twin import TORCH_DTYPES, to_numpy, to_tensor
+
+LAYER_KINDS = ("affine", "relu", "batchnorm", "spatial_batchnorm", "layernorm", "dropout")
+UPDATE_KINDS = ("sgd", "sgd_momentum", "rmsprop", "adam")
+
+#: the hyper-parameters given to a CS231n update rule (``config`` overrides them)
+UPDATE_CONFIGS: Dict[str, Dict[str, float]] = {
+    "sgd": {"learning_rate": 1e-2},
+    "sgd_momentum": {"learning_rate": 1e-2, "momentum": 0.9},
+    "rmsprop": {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8},
+    "adam": {"learning_rate": 1e-2, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+}
+
+#: a dropout keep rate is wrong when it is this many binomial standard deviations from 1 − p
+KEEP_RATE_SIGMAS = 5.0
+
+
+# ---- the report -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckRow:
+    """One check: its comparison with torch (worst over the steps) and, when it failed, the likely cause."""
+
+    comparison: Comparison
+    diagnosis: Optional[str] = None
+
+    @property
+    def check(self) -> str:
+        return self.comparison.name
+
+    @property
+    def passed(self) -> bool:
+        return self.comparison.passed
+
+
+@dataclass
+class CheckReport:
+    """Every check of one user function against torch; ``str()`` is a table, ``passed`` the verdict."""
+
+    kind: str
+    functions: str
+    dtype: str
+    seed: int
+    conventions: List[str]
+    rows: List[CheckRow] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(row.passed for row in self.rows)
+
+    @property
+    def failures(self) -> List[CheckRow]:
+        return [row for row in self.rows if not row.passed]
+
+    def __getitem__(self, check: str) -> CheckRow:
+        for row in self.rows:
+            if row.check == check:
+                return row
+        raise KeyError(f"no check named {check!r}; the checks are {[r.check for r in self.rows]}")
+
+    def __contains__(self, check: str) -> bool:
+        return any(row.check == check for row in self.rows)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "functions": self.functions, "dtype": self.dtype, "seed": self.seed,
+                "torch": torch.__version__, "conventions": self.conventions, "passed": self.passed,
+                "rows": [{"check": r.check, "max_abs": r.comparison.max_abs, "max_rel": r.comparison.max_rel,
+                          "mismatches": r.comparison.mismatches, "total": r.comparison.total,
+                          "problem": r.comparison.problem, "passed": r.passed, "diagnosis": r.diagnosis}
+                         for r in self.rows]}
+
+    def __str__(self) -> str:
+        head = [f"{self.kind}: {self.functions} against torch {torch.__version__} ({self.dtype}, seed {self.seed})"]
+        head += [f"  {note}" for note in self.conventions]
+        cells = [[r.check, f"{r.comparison.max_abs:.2e}", f"{r.comparison.max_rel:.2e}",
+                  f"{r.comparison.mismatches}/{r.comparison.total}",
+                  "ok" if r.passed else "MISMATCH", _detail(r)] for r in self.rows]
+        header = ["check", "max abs err", "max rel err", "mismatches", "verdict", "diagnosis"]
+        widths = [max(len(c) for c in col) for col in zip(header, *cells)]
+        line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+        failed = len(self.failures)
+        return "\n".join([*head, line(header), line(["-" * w for w in widths]), *map(line, cells),
+                          f"{len(self.rows) - failed} passed, {failed} failed"])
+
+
+def _detail(row: CheckRow) -> str:
+    parts = [row.comparison.problem] if row.comparison.problem else []
+    if row.diagnosis:
+        parts.append(row.diagnosis)
+    elif not row.passed and not row.comparison.problem:
+        parts.append("no known cause recognised")
+    return "; ".join(parts)
+
+
+class _UserFailure(Exception):
+    """A user function raised or returned something of the wrong form: the check ``check`` fails with ``message``."""
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(message)
+        self.check = check
+
+
+class _Rows:
+    """Collects comparisons; keeps the worst per check (with its context) and diagnoses the failed ones."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self._kept: Dict[str, Tuple[Comparison, Any, Any, Dict[str, Any]]] = {}
+        self._fixed: Dict[str, CheckRow] = {}
+        self._order: List[str] = []
+
+    def add(self, check: str, actual: Any, expected: Any, **context: Any) -> None:
+        """Compare ``actual`` (the user's) with ``expected`` (torch's, tensor or array) under the tolerance table."""
+        expected = to_numpy(expected) if isinstance(expected, torch.Tensor) else np.asarray(expected)
+        if actual is None:
+            result = Comparison(check, str(expected.dtype), np.inf, np.inf, expected.size, expected.size,
+                                "missing (None)")
+        else:
+            try:
+                actual = np.array(actual, copy=True)
+            except (ValueError, TypeError):  # ragged or otherwise not an array
+                actual = np.array(None)
+            if actual.dtype.kind not in "fiub":
+                result = Comparison(check, str(expected.dtype), np.inf, np.inf, expected.size, expected.size,
+                                    f"not a numeric array ({type(actual).__name__} of {actual.dtype})")
+            else:
+                result = compare(check, actual, expected)
+        previous = self._kept.get(check)
+        if previous is None or _badness(result) > _badness(previous[0]):
+            if check not in self._kept and check not in self._fixed:
+                self._order.append(check)
+            self._kept[check] = (result, actual, expected, context)
+
+    def fixed(self, row: CheckRow) -> None:
+        """A row computed by the caller (the keep rate, a user function's failure)."""
+        if row.check not in self._kept and row.check not in self._fixed:
+            self._order.append(row.check)
+        self._kept.pop(row.check, None)
+        self._fixed[row.check] = row
+
+    def fail(self, failure: _UserFailure) -> None:
+        self.fixed(CheckRow(Comparison(failure.check, str(self.dtype), np.inf, np.inf, 1, 1, str(failure))))
+
+    def rows(self) -> List[CheckRow]:
+        out = []
+        for check in self._order:
+            if check in self._fixed:
+                out.append(self._fixed[check])
+                continue
+            result, actual, expected, context = self._kept[check]
+            cause = None
+            if not result.passed and actual is not None and np.asarray(actual).dtype.kind in "fiub":
+                cause = diagnose(check, actual, expected, **context)
+            out.append(CheckRow(result, cause))
+        return out
+
+
+def _badness(c: Comparison) -> Tuple[int, float]:
+    return (c.mismatches + (1 if c.problem else 0), c.max_rel)
+
+
+# ---- calling user code ----------------------------------------------------------------------------------------------
+def _call(check: str, fn: Callable, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 — any error in user code becomes a failed check, not a crash
+        raise _UserFailure(check, f"{getattr(fn, '__name__', 'function')} raised {type(exc).__name__}: {exc}") \
+            from exc
+
+
+def _unpack(check: str, value: Any, count: int, what: str) -> Tuple[Any, ...]:
+    """``value`` as a tuple of ``count`` items, else a failure naming what was expected."""
+    if isinstance(value, tuple) and len(value) == count:
+        return value
+    got = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
+    raise _UserFailure(check, f"expected {what}, got {got}")
+
+
+def _leaf(array: np.ndarray) -> torch.Tensor:
+    return to_tensor(array).requires_grad_(True)
+
+
+def _grad(t: torch.Tensor) -> np.ndarray:
+    return to_numpy(t.grad) if t.grad is not None else np.zeros(tuple(t.shape), to_numpy(t.detach()).dtype)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What one check run needs: generator, dtype, steps, and the conventions mapped to torch's values."""
+
+    rng: np.random.Generator
+    dtype: np.dtype
+    steps: int
+    eps: float
+    user_momentum: float
+    torch_momentum: float
+    user_p: float
+    torch_p: float
+
+    @property
+    def tdtype(self) -> torch.dtype:
+        return TORCH_DTYPES[self.dtype]
+
+
+# ---- layers ---------------------------------------------------------------------------------------------------------
+def _run_affine(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    n, d_shape, m = 6, (3, 5), 7  # x (6, 3, 5) is flattened to (6, 15); w is (15, 7) in CS231n's layout
+    d = int(np.prod(d_shape))
+    w = s.rng.normal(0.0, 1.0 / np.sqrt(d), (d, m)).astype(s.dtype)
+    b = s.rng.normal(size=m).astype(s.dtype)
+    for _ in range(s.steps):
+        x = s.rng.normal(size=(n, *d_shape)).astype(s.dtype)
+        dout = s.rng.normal(size=(n, m)).astype(s.dtype)
+        out, cache = _unpack("out", _call("out", forward, x.copy(), w.copy(), b.copy()), 2, "(out, cache)")
+        xt, wt, bt = _leaf(x), _leaf(w), _leaf(b)
+        yt = F.linear(xt.reshape(n, d), wt.T, bt)
+        yt.backward(to_tensor(dout))
+        rows.add("out", out, yt, kind="affine", n=n)
+        if backward is not None:
+            dx, dw, db = _unpack("dx", _call("dx", backward, dout.copy(), cache), 3, "(dx, dw, db)")
+            for name, ours, leaf in (("dx", dx, xt), ("dw", dw, wt), ("db", db, bt)):
+                rows.add(name, ours, _grad(leaf), kind="affine", n=n)
+
+
+def _run_relu(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    for _ in range(s.steps):
+        x = s.rng.normal(size=(8, 9)).astype(s.dtype)
+        dout = s.rng.normal(size=x.shape).astype(s.dtype)
+        out, cache = _unpack("out", _call("out", forward, x.copy()), 2, "(out, cache)")
+        xt = _leaf(x)
+        yt = torch.relu(xt)
+        yt.backward(to_tensor(dout))
+        rows.add("out", out, yt, kind="relu")
+        if backward is not None:
+            rows.add("dx", _call("dx", backward, dout.copy(), cache), _grad(xt), kind="relu", n=x.shape[0])
+
+
+def _norm_step(forward: Callable, backward: Optional[Callable], rows: _Rows, x: np.ndarray,
+               dout: np.ndarray, gamma: np.ndarray, beta: np.ndarray, param: Dict[str, Any],
+               torch_forward: Callable[..., torch.Tensor], context: Dict[str, Any]) -> None:
+    """One training step of a normalisation layer: out, dx, dgamma, dbeta against torch."""
+    out, cache = _unpack("out", _call("out", forward, x.copy(), gamma.copy(), beta.copy(), param), 2,
+                         "(out, cache)")
+    xt, wt, bt = _leaf(x), _leaf(gamma), _leaf(beta)
+    yt = torch_forward(xt, wt, bt)
+    yt.backward(to_tensor(dout))
+    rows.add("out", out, yt, x=x, **context)
+    if backward is not None:
+        grads = _unpack("dx", _call("dx", backward, dout.copy(), cache), 3, "(dx, dgamma, dbeta)")
+        for check, ours, leaf in zip(("dx", "dgamma", "dbeta"), grads, (xt, wt, bt)):
+            rows.add(check, ours, _grad(leaf), x=x, dout=dout, **context)
+
+
+def _stat(param: Dict[str, Any], key: str) -> Optional[np.ndarray]:
+    value = param.get(key)
+    return None if value is None else np.array(value, copy=True)
+
+
+def _run_batchnorm(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings,
+                   spatial: bool = False) -> None:
+    shape = (4, 3, 5, 2) if spatial else (12, 5)  # N, C(, H, W): all different
+    c = shape[1]
+    per_channel = (1, c) + (1,) * (len(shape) - 2)
+    gamma = s.rng.normal(1.0, 0.5, c).astype(s.dtype)
+    beta = s.rng.normal(0.0, 1.0, c).astype(s.dtype)
+    loc, scale = s.rng.uniform(-2.0, 2.0, per_channel), s.rng.uniform(0.5, 3.0, per_channel)
+    bn_param: Dict[str, Any] = {"mode": "train", "eps": s.eps, "momentum": s.user_momentum,
+                                "running_mean": np.zeros(c, s.dtype), "running_var": np.ones(c, s.dtype)}
+    rm, rv = torch.zeros(c, dtype=s.tdtype), torch.ones(c, dtype=s.tdtype)
+    context = {"kind": "batchnorm", "gamma": gamma, "beta": beta, "eps": s.eps}
+    n = int(np.prod(shape)) // c
+    batches: List[np.ndarray] = []
+    for _ in range(s.steps):
+        x = (s.rng.standard_normal(shape) * scale + loc).astype(s.dtype)
+        batches.append(x)
+        dout = s.rng.standard_normal(shape).astype(s.dtype)
+        train = lambda xt, wt, bt: F.batch_norm(xt, rm, rv, wt, bt, training=True,  # noqa: E731
+                                                momentum=s.torch_momentum, eps=s.eps)
+        _norm_step(forward, backward, rows, x, dout, gamma, beta, bn_param, train, {**context, "n": n})
+        stats = {**context, "batches": list(batches), "momentum": s.torch_momentum, "n": n}
+        rows.add("running_mean", _stat(bn_param, "running_mean"), rm, **stats)
+        rows.add("running_var", _stat(bn_param, "running_var"), rv, **stats)
+    # test mode: torch with its own running statistics, then torch with the user's (the formula alone)
+    x = (s.rng.standard_normal(shape) * scale + loc).astype(s.dtype)
+    user_mean, user_var = _stat(bn_param, "running_mean"), _stat(bn_param, "running_var")
+    bn_param["mode"] = "test"
+    out, _ = _unpack("eval out", _call("eval out", forward, x.copy(), gamma.copy(), beta.copy(), bn_param), 2,
+                     "(out, cache)")
+    w, b = to_tensor(gamma), to_tensor(beta)
+    expected = F.batch_norm(to_tensor(x), rm, rv, w, b, training=False, eps=s.eps)
+    eval_context = {**context, "x": x, "running_mean": user_mean, "running_var": user_var, "n": n}
+    rows.add("eval out", out, expected, **eval_context)
+    if all(v is not None and v.shape == (c,) and v.dtype.kind == "f" for v in (user_mean, user_var)):
+        expected = F.batch_norm(to_tensor(x), to_tensor(user_mean.astype(s.dtype)),
+                                to_tensor(user_var.astype(s.dtype)), w, b, training=False, eps=s.eps)
+        rows.add("eval out (your running stats)", out, expected, **eval_context)
+
+
+def _run_spatial_batchnorm(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    _run_batchnorm(forward, backward, rows, s, spatial=True)
+
+
+def _run_layernorm(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    n, d = 9, 13
+    gamma = s.rng.normal(1.0, 0.5, d).astype(s.dtype)
+    beta = s.rng.normal(0.0, 1.0, d).astype(s.dtype)
+    context = {"kind": "layernorm", "gamma": gamma, "beta": beta, "eps": s.eps, "n": n}
+    for _ in range(s.steps):
+        x = (s.rng.standard_normal((n, d)) * s.rng.uniform(0.5, 3.0, (n, 1)) + s.rng.uniform(-2, 2, (n, 1)))
+        x = x.astype(s.dtype)
+        dout = s.rng.standard_normal((n, d)).astype(s.dtype)
+        layer = lambda xt, wt, bt: F.layer_norm(xt, (d,), wt, bt, eps=s.eps)  # noqa: E731
+        _norm_step(forward, backward, rows, x, dout, gamma, beta, {"eps": s.eps}, layer, context)
+
+
+def _run_dropout(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    shape = (40, 50)
+    p = s.torch_p
+    param: Dict[str, Any] = {"mode": "train", "p": s.user_p}
+    kept = total = 0
+    for _ in range(s.steps):
+        x = s.rng.standard_normal(shape).astype(s.dtype)
+        x[x == 0] = 1  # no zero inputs: a zero in the output then means "dropped"
+        dout = s.rng.standard_normal(shape).astype(s.dtype)
+        param["seed"] = int(s.rng.integers(2 ** 31 - 1))
+        out, cache = _unpack("out", _call("out", forward, x.copy(), param), 2, "(out, cache)")
+        out_array = np.asarray(out) if out is not None else None
+        if out_array is None or out_array.shape != shape:
+            rows.add("out", out, x)  # fails with the shape problem; the mask cannot be recovered
+            continue
+        # the user's mask, recovered from its output (x has no zeros): torch applies the same one
+        mask = out_array != 0
+        kept, total = kept + int(mask.sum()), total + mask.size
+        xt = _leaf(x)
+        noise = torch.from_numpy(mask).to(s.tdtype)
+        yt = xt * (noise.div_(1 - p) if p < 1 else noise.mul_(0))  # torch's dropout arithmetic for a given mask
+        yt.backward(to_tensor(dout))
+        context = {"kind": "dropout", "p": p, "mask": mask, "x": x, "dout": dout}
+        rows.add("out", out, yt, **context)
+        if backward is not None:
+            rows.add("dx", _call("dx", backward, dout.copy(), cache), _grad(xt), **context)
+    if total:
+        rows.fixed(_keep_rate_row(kept, total, p))
+    param["mode"] = "test"
+    x = s.rng.standard_normal(shape).astype(s.dtype)
+    dout = s.rng.standard_normal(shape).astype(s.dtype)
+    out, cache = _unpack("eval out", _call("eval out", forward, x.copy(), param), 2, "(out, cache)")
+    xt = _leaf(x)
+    yt = F.dropout(xt, p, training=False)
+    yt.backward(to_tensor(dout))
+    context = {"kind": "dropout", "p": p, "x": x, "dout": dout}
+    rows.add("eval out", out, yt, **context)
+    if backward is not None:
+        rows.add("eval dx", _call("eval dx", backward, dout.copy(), cache), _grad(xt), **context)
+
+
+def _keep_rate_row(kept: int, total: int, p: float) -> CheckRow:
+    """The fraction kept against 1 − p: a mismatch beyond KEEP_RATE_SIGMAS binomial standard deviations."""
+    q = 1.0 - p
+    rate = kept / total
+    error = abs(rate - q)
+    bound = KEEP_RATE_SIGMAS * np.sqrt(q * (1 - q) / total)
+    bad = error > bound
+    row = Comparison("keep rate", "-", error, error / q if q else np.inf, int(bad), 1)
+    return CheckRow(row, keep_rate_cause(kept, total, p, KEEP_RATE_SIGMAS) if bad else None)
+
+
+_LAYER_RUNNERS: Dict[str, Callable[..., None]] = {
+    "affine": _run_affine, "relu": _run_relu, "batchnorm": _run_batchnorm,
+    "spatial_batchnorm": _run_spatial_batchnorm, "layernorm": _run_layernorm, "dropout": _run_dropout,
+}
+
+
+def _check_kind(kind: str, kinds: Sequence[str]) -> str:
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {list(kinds)}, but got {kind!r}")
+    return kind
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in TORCH_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, but got {dt}")
+    return dt
+
+
+def _name(fn: Optional[Callable]) -> str:
+    return getattr(fn, "__name__", repr(fn)) if fn is not None else "-"
+
+
+def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = None, *,
+                momentum_style: str = "torch", p_is_keep_prob: bool = False, dtype: Any = np.float64,
+                seed: int = 0, steps: int = 3, eps: float = 1e-5, momentum: Optional[float] = None,
+                p: Optional[float] = None) -> CheckReport:
+    """Check a CS231n-style layer (``forward`` and optionally ``backward``) against torch.
+
+    Parameters
+    ----------
+    kind : {'affine', 'relu', 'batchnorm', 'spatial_batchnorm', 'layernorm', 'dropout'}
+        Which layer the functions implement (signatures in the module docstring).
+    forward, backward : callable
+        ``forward(...) -> (out, cache)``; ``backward(dout, cache)`` returns the gradients (dx alone for relu and
+        dropout). Without ``backward`` only the forward checks run.
+    momentum_style : {'torch', 'cs231n'}
+        BatchNorm: how your ``bn_param['momentum']`` is used (module docstring). ``momentum`` (the value given to
+        your code) defaults to 0.1 for 'torch' and 0.9 for 'cs231n' — the same torch momentum 0.1.
+    p_is_keep_prob : bool
+        Dropout: your ``dropout_param['p']`` is the keep probability. ``p`` (the value given to your code)
+        defaults to a drop probability of 0.3 (keep 0.7): never 0.5, where the two readings coincide.
+    dtype : float64 or float32
+        The dtype of every input; outputs must keep it.
+    seed : int
+        Seeds the inputs, parameters and upstream gradients (``np.random.default_rng(seed)``).
+    steps : int
+        Training steps before the test-mode check (BatchNorm's running statistics are compared after each).
+    eps : float
+        BatchNorm/LayerNorm eps, given to both sides.
+
+    Returns
+    -------
+    CheckReport
+        One row per check (out, dx, parameter gradients, running_mean, running_var, eval out, keep rate, ...).
+    """
+    kind = _check_kind(kind, LAYER_KINDS)
+    dt = _check_dtype(dtype)
+    if momentum_style not in ("torch", "cs231n"):
+        raise ValueError(f"momentum_style must be 'torch' or 'cs231n', but got {momentum_style!r}")
+    user_m = momentum if momentum is not None else (0.9 if momentum_style == "cs231n" else 0.1)
+    torch_m = 1 - user_m if momentum_style == "cs231n" else user_m
+    user_p = p if p is not None else (0.7 if p_is_keep_prob else 0.3)
+    if not 0 <= user_p <= 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {user_p}")
+    torch_p = 1 - user_p if p_is_keep_prob else user_p
+    settings = _Settings(np.random.default_rng(seed), dt, steps, eps, user_m, torch_m, user_p, torch_p)
+    conventions = []
+    if kind in ("batchnorm", "spatial_batchnorm"):
+        conventions.append(f"momentum_style={momentum_style!r}: your momentum {user_m:g} = torch momentum "
+                           f"{torch_m:g}; eps {eps:g}; {steps} training steps, then test mode")
+    if kind == "dropout":
+        reading = "keep" if p_is_keep_prob else "drop"
+        conventions.append(f"p_is_keep_prob={p_is_keep_prob}: your p {user_p:g} ({reading} probability) = torch "
+                           f"p {torch_p:g}; the mask is recovered from your output and given to torch")
+    if backward is None:
+        conventions.append("no backward function: gradients not checked")
+    rows = _Rows(dt)
+    try:
+        _LAYER_RUNNERS[kind](forward, backward, rows, settings)
+    except _UserFailure as failure:
+        rows.fail(failure)
+    return CheckReport(kind, f"{_name(forward)} / {_name(backward)}", str(dt), seed, conventions, rows.rows())
+
+
+# ---- optimizers -----------------------------------------------------------------------------------------------------
+def _torch_optimizer(kind: str, param: torch.nn.Parameter, config: Dict[str, float], momentum_style: str
+                     ) -> Tuple[torch.optim.Optimizer, Dict[str, Any]]:
+    """The torch optimizer equal to the update rule, and torch's hyper-parameters (for the diagnosis)."""
+    lr = config["learning_rate"]
+    if kind == "sgd":
+        return torch.optim.SGD([param], lr=lr), {"lr": lr}
+    if kind == "sgd_momentum":
+        m = config["momentum"]
+        torch_lr = lr * (1 - m) if momentum_style == "dlai" else lr
+        return torch.optim.SGD([param], lr=torch_lr, momentum=m), {"lr": torch_lr, "momentum": m, "dampening": 0.0}
+    if kind == "rmsprop":
+        alpha, eps = config["decay_rate"], config["epsilon"]
+        return torch.optim.RMSprop([param], lr=lr, alpha=alpha, eps=eps), {"lr": lr, "alpha": alpha, "eps": eps}
+    betas, eps = (config["beta1"], config["beta2"]), config["epsilon"]
+    return torch.optim.Adam([param], lr=lr, betas=betas, eps=eps), {"lr": lr, "betas": betas, "eps": eps}
+
+
+def _torch_state(kind: str, state: Dict[str, Any], config: Dict[str, float], momentum_style: str
+                 ) -> Dict[str, np.ndarray]:
+    """torch's optimizer state in the update rule's terms: config key -> expected value."""
+    if kind == "sgd_momentum" and "momentum_buffer" in state:  # no buffer when config momentum is 0
+        buf = to_numpy(state["momentum_buffer"])
+        m, lr = config["momentum"], config["learning_rate"]
+        return {"velocity": (1 - m) * buf if momentum_style == "dlai" else -lr * buf}
+    if kind == "rmsprop":
+        return {"cache": to_numpy(state["square_avg"])}
+    if kind == "adam":
+        return {"m": to_numpy(state["exp_avg"]), "v": to_numpy(state["exp_avg_sq"]),
+                "t": np.float64(to_numpy(state["step"]))}
+    return {}
+
+
+def check_update(kind: str, update: Callable, *, momentum_style: str = "cs231n", dtype: Any = np.float64,
+                 seed: int = 0, steps: int = 5, config: Optional[Dict[str, float]] = None) -> CheckReport:
+    """Check a CS231n update rule ``update(w, dw, config) -> (next_w, config)`` against ``torch.optim``.
+
+    Parameters
+    ----------
+    kind : {'sgd', 'sgd_momentum', 'rmsprop', 'adam'}
+        The rule; the config keys are CS231n's (:data:`UPDATE_CONFIGS`), state in ``velocity``, ``cache``,
+        ``m``/``v``/``t``.
+    update : callable
+        Called ``steps`` times with the config dict it returned last (the same dict if it returned None).
+    momentum_style : {'cs231n', 'dlai'}
+        sgd_momentum: ``v = μv − lr·dw; w += v`` (CS231n) or ``v = βv + (1 − β)·dw; w −= lr·v``
+        (deeplearning.ai).
+    dtype, seed : see :func:`check_layer`.
+    steps : int
+        Update steps, each with a fresh random gradient; the whole trajectory is compared.
+    config : dict, optional
+        Overrides of the hyper-parameters.
+
+    Returns
+    -------
+    CheckReport
+        Rows: ``next_w`` (every step's parameters) and ``config <key>`` (the state after every step).
+    """
+    kind = _check_kind(kind, UPDATE_KINDS)
+    dt = _check_dtype(dtype)
+    if momentum_style not in ("cs231n", "dlai"):
+        raise ValueError(f"momentum_style must be 'cs231n' or 'dlai', but got {momentum_style!r}")
+    hyper = {**UPDATE_CONFIGS[kind], **(config or {})}
+    rng = np.random.default_rng(seed)
+    w0 = rng.normal(size=(4, 6)).astype(dt)
+    grads = rng.normal(size=(steps, 4, 6)).astype(dt)
+    param = torch.nn.Parameter(to_tensor(w0))
+    opt, torch_hyper = _torch_optimizer(kind, param, hyper, momentum_style)
+    conventions = [f"config {hyper}; {steps} steps with random gradients; w {w0.shape}"]
+    if kind == "sgd_momentum":
+        conventions.append(f"momentum_style={momentum_style!r}: torch SGD(lr={torch_hyper['lr']:g}, "
+                           f"momentum={torch_hyper['momentum']:g})")
+    rows = _Rows(dt)
+    user_config: Dict[str, Any] = dict(hyper)
+    ours: List[Any] = []
+    theirs: List[np.ndarray] = []
+    states: Dict[str, Tuple[List[Any], List[np.ndarray]]] = {}
+    w = w0.copy()
+    try:
+        for step in range(steps):
+            result = _call("next_w", update, w.copy(), grads[step].copy(), user_config)
+            next_w, returned = _unpack("next_w", result, 2, "(next_w, config)")
+            if next_w is None:
+                raise _UserFailure("next_w", f"{_name(update)} returned next_w None")
+            user_config = returned if returned is not None else user_config
+            param.grad = to_tensor(grads[step])
+            opt.step()
+            ours.append(next_w)
+            theirs.append(to_numpy(param.detach()))
+            for key, value in _torch_state(kind, opt.state[param], hyper, momentum_style).items():
+                mine = user_config.get(key) if isinstance(user_config, dict) else None
+                mine = None if mine is None else (np.float64(mine) if key == "t" else np.array(mine, copy=True))
+                states.setdefault(key, ([], []))[0].append(mine)
+                states[key][1].append(value)
+            w = np.array(next_w, copy=True)
+    except _UserFailure as failure:
+        rows.fail(failure)
+    if ours:
+        stack = None if any(o is None or np.shape(o) != w0.shape for o in ours) else np.stack(ours)
+        rows.add("next_w", stack, np.stack(theirs), kind=kind, param0=w0, grads=grads[:len(ours)], **torch_hyper)
+        for key, (mine, expected) in states.items():
+            ok = all(v is not None and np.shape(v) == np.shape(expected[0]) for v in mine)
+            rows.add(f"config {key}", np.stack(mine) if ok else None, np.stack(expected))
+    return CheckReport(kind, _name(update), str(dt), seed, conventions, rows.rows())
+
+
+# ---- the command line -----------------------------------------------------------------------------------------------
+def infer_kind(name: str) -> Optional[str]:
+    """The kind a function name implies: 'batchnorm_forward' -> 'batchnorm', 'sgd_momentum' -> 'sgd_momentum'."""
+    flat = name.lower().replace("_", "")
+    for kind in ("spatial_batchnorm", "batchnorm", "layernorm", "affine", "relu", "dropout",
+                 "sgd_momentum", "rmsprop", "adam", "sgd"):
+        if kind.replace("_", "") in flat:
+            return kind
+    return None
+
+
+def load_function(spec: str) -> Tuple[Callable, Any]:
+    """``MODULE:FUNC`` -> (function, module); MODULE is a file path or a dotted module importable from the cwd."""
+    module_part, sep, func = spec.rpartition(":")
+    if not sep or not module_part or not func:
+        raise ValueError(f"expected MODULE:FUNC (a file path or dotted module, a colon, a function name), "
+                         f"but got {spec!r}")
+    path = Path(module_part)
+    if module_part.endswith(".py") or os.sep in module_part or "/" in module_part or path.is_file():
+        if not path.is_file():
+            raise ImportError(f"no such file: {module_part}")
+        name = "handnn_user_" + re.sub(r"\W", "_", path.stem)
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        added = os.getcwd() not in sys.path
+        if added:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(module_part)
+        finally:
+            if added:
+                sys.path.remove(os.getcwd())
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise AttributeError(f"{module_part} has no function {func!r}")
+    return fn, module
+
+
+def split_user_arg(argv: Sequence[str]) -> Tuple[Optional[str], List[str]]:
+    """(``SPEC`` of ``--user SPEC`` / ``--user=SPEC``, the other arguments) — None when ``--user`` is absent."""
+    rest = list(argv)
+    for i, arg in enumerate(rest):
+        if arg == "--user" and i + 1 < len(rest):
+            return rest[i + 1], rest[:i] + rest[i + 2:]
+        if arg.startswith("--user="):
+            return arg.split("=", 1)[1], rest[:i] + rest[i + 1:]
+    return None, rest
+
+
+def main_user(spec: str, argv: Optional[Sequence[str]] = None) -> int:
+    """``handnn-verify --user MODULE:FUNC [options]``: print the check table; 0 when everything matches, 1 on a
+    mismatch, 2 when the function cannot be loaded or its kind not told."""
+    parser = argparse.ArgumentParser(
+        prog=f"handnn-verify --user {spec}",
+        description="Check your own CS231n-style forward function (its *_backward found by name) or update rule "
+                    "against torch.")
+    parser.add_argument("--kind", choices=LAYER_KINDS + UPDATE_KINDS, help="default: inferred from FUNC's name")
+    parser.add_argument("--backward", metavar="FUNC", help="the backward function (default: FUNC with "
+                        "_forward replaced by _backward, when it exists)")
+    parser.add_argument("--momentum-style", choices=("torch", "cs231n", "dlai"),
+                        help="BatchNorm: torch (default) or cs231n; sgd_momentum: cs231n (default) or dlai")
+    parser.add_argument("--keep-prob", action="store_true", help="your dropout p is the keep probability")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    args = parser.parse_args(argv)
+    try:
+        forward, module = load_function(spec)
+    except (ImportError, AttributeError, ValueError, SyntaxError) as exc:
+        print(f"handnn-verify --user: {exc}", file=sys.stderr)
+        return 2
+    kind = args.kind or infer_kind(forward.__name__)
+    if kind is None:
+        print(f"handnn-verify --user: cannot tell the kind of {forward.__name__!r} from its name; pass --kind "
+              f"(one of {', '.join(LAYER_KINDS + UPDATE_KINDS)})", file=sys.stderr)
+        return 2
+    try:
+        if kind in UPDATE_KINDS:
+            report = check_update(kind, forward, momentum_style=args.momentum_style or "cs231n",
+                                  dtype=args.dtype, seed=args.seed)
+        else:
+            backward_name = args.backward or forward.__name__.replace("_forward", "_backward")
+            backward = getattr(module, backward_name, None) if backward_name != forward.__name__ else None
+            if args.backward and not callable(backward):
+                print(f"handnn-verify --user: no function {args.backward!r} in {spec}", file=sys.stderr)
+                return 2
+            report = check_layer(kind, forward, backward if callable(backward) else None,
+                                 momentum_style=args.momentum_style or "torch", p_is_keep_prob=args.keep_prob,
+                                 dtype=args.dtype, seed=args.seed)
+    except ValueError as exc:  # a convention that does not apply to this kind
+        print(f"handnn-verify --user: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report.to_dict(), fh, indent=1)
+    return 0 if report.passed else 1
