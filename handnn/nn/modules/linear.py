@@ -7,6 +7,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ... import functional as F
+from ... import init
 from ..parameter import Parameter
 from .module import Module
 
@@ -34,8 +35,9 @@ class Identity(Module):
 class Linear(Module):
     """``y = x W^T + b`` over inputs of shape ``(*, in_features)``.
 
-    Initialised as torch does: ``weight`` and ``bias`` ~ U(-1/sqrt(in_features), 1/sqrt(in_features))
-    (``kaiming_uniform_(a=sqrt(5))`` for the weight), weight drawn first.
+    Initialised as torch does: ``weight`` by ``init.kaiming_uniform_(a=sqrt(5))`` and ``bias`` ~
+    U(-1/sqrt(in_features), 1/sqrt(in_features)), weight drawn first (so ``rng=TorchGenerator(seed)`` gives the
+    weights of ``torch.manual_seed(seed); torch.nn.Linear(...)``).
 
     Parameters
     ----------
@@ -56,10 +58,13 @@ class Linear(Module):
         self.in_features = in_features
         self.out_features = out_features
         rng = default_rng(rng)
-        bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
-        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
+        # torch's reset_parameters, draw for draw: the weight first (its bound, sqrt(3)·gain/sqrt(fan_in) with
+        # gain = sqrt(2 / (1 + 5)), is 1/sqrt(in_features) up to an ulp), then the bias
+        self.weight = init.kaiming_uniform_(Parameter(np.empty((out_features, in_features), dtype)),
+                                            a=math.sqrt(5), rng=rng)
         if bias:
-            self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype))
+            bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
+            self.bias = init.uniform_(Parameter(np.empty(out_features, dtype)), -bound, bound, rng=rng)
         else:
             self.register_parameter("bias", None)
 
