@@ -6,7 +6,7 @@
 >>> layer(np.ones((4, 3))).shape
 (4, 2)
 """
-from . import functional, init, nn
+from . import functional, gradcheck, init, nn
 
 __version__ = "0.1.0"
-__all__ = ["functional", "init", "nn", "__version__"]
+__all__ = ["functional", "gradcheck", "init", "nn", "__version__"]

@@ -144,7 +144,7 @@ def staged_backward(dout: np.ndarray, cache: StagedCache) -> Tuple[np.ndarray, n
     return dx1 + dx2 + dx3 + dx4, dgamma, dbeta
 
 
-def rel_error(a: np.ndarray, b: np.ndarray) -> float:
+def max_rel_error(a: np.ndarray, b: np.ndarray) -> float:
     """CS231n's ``max |a − b| / max(1e-8, |a| + |b|)``."""
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
 
@@ -186,7 +186,7 @@ def compare_backward(config: Config, backend: Backend) -> Dict[str, Any]:
         "forward_max_abs": float(np.max(np.abs(out - reference_out))),
         "staged": staged,
         "fused": fused,
-        "errors": [rel_error(a, b) for a, b in zip(staged, fused)],
+        "errors": [max_rel_error(a, b) for a, b in zip(staged, fused)],
         "staged_seconds": best_time(lambda: staged_backward(dout, cache), config.timing_repeats),
         "fused_seconds": best_time(fused_run, config.timing_repeats),
         "fused_label": backend.batch_norm_label,
