@@ -25,12 +25,18 @@ class ActivationCache(NamedTuple):
     extra: Optional[np.ndarray] = None
 
 
+_SELECT_WHERE_MAX = 4096
+
+
 def select(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``np.where(keep, a, 0)`` (a new array; +0.0 where not kept, NaN in ``a`` dropped where not kept).
 
-    Computed as a bitwise AND with an all-ones/all-zeros mask: ``np.where`` on a random boolean mask runs ~10x
-    slower (branch mispredictions), and ``a * keep`` would turn a dropped NaN or inf into NaN.
+    Computed as a bitwise AND with an all-ones/all-zeros mask: ``np.where`` on a large random boolean mask runs
+    ~10x slower (branch mispredictions), and ``a * keep`` would turn a dropped NaN or inf into NaN. Small arrays
+    (below ``_SELECT_WHERE_MAX`` elements) take ``np.where``, whose one call beats the mask's three.
     """
+    if a.size <= _SELECT_WHERE_MAX:
+        return np.where(keep, a, a.dtype.type(0))
     bits = np.dtype(f"u{a.dtype.itemsize}")
     mask = keep.astype(bits)
     np.negative(mask, out=mask)  # 1 -> all ones (unsigned wrap-around), 0 -> 0

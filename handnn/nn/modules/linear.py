@@ -75,8 +75,9 @@ class Linear(Module):
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         dx, dweight, dbias = F.linear_backward(grad_output, self._saved())
-        self._accumulate(self.weight, dweight)
-        self._accumulate(self.bias, dbias)
+        # both are fresh results of linear_backward (a matmul and a sum): .grad may take them without a copy
+        self._accumulate(self.weight, dweight, owned=True)
+        self._accumulate(self.bias, dbias, owned=True)
         return dx
 
     def extra_repr(self) -> str:

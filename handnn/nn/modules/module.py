@@ -112,12 +112,17 @@ class Module:
         return self._cache
 
     @staticmethod
-    def _accumulate(param: Optional[Parameter], grad: Optional[np.ndarray]) -> None:
-        """``param.grad += grad`` (a fresh copy on the first call), as torch accumulates ``.grad``."""
+    def _accumulate(param: Optional[Parameter], grad: Optional[np.ndarray], owned: bool = False) -> None:
+        """``param.grad += grad`` (a fresh copy on the first call), as torch accumulates ``.grad``.
+
+        ``owned``: ``grad`` is a new array nobody else holds (a matmul or reduction result of the backward), so it
+        becomes ``.grad`` itself instead of being copied.
+        """
         if param is None or grad is None or not param.requires_grad:
             return
         if param.grad is None:
-            param.grad = np.array(grad, dtype=param.data.dtype, copy=True)
+            owned = owned and grad.dtype == param.data.dtype and grad.shape == param.data.shape
+            param.grad = grad if owned else np.array(grad, dtype=param.data.dtype, copy=True)
         else:
             param.grad += grad
 
