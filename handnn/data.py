@@ -132,6 +132,8 @@ def minibatches(X: np.ndarray, y: Optional[np.ndarray], batch_size: int, *, shuf
     """Yield ``(X_batch, y_batch)`` pairs covering one epoch (seed 003's ``random_mini_batches``, rows as samples).
 
     The order is ``rng.permutation(N)`` when ``shuffle`` (drawn once, when iteration starts), else ``0 … N−1``;
+    with a :class:`handnn.random.TorchGenerator` it is the order of one epoch of torch's
+    ``DataLoader(dataset, batch_size, shuffle=True, generator=g)`` (``rng.dataloader_order(N)``).
     batch ``k`` holds the samples ``order[k·batch_size : (k+1)·batch_size]``. The last batch has ``N mod batch_size``
     samples and is kept unless ``drop_last`` — torch's ``DataLoader(batch_size=..., shuffle=..., drop_last=...)``.
 
@@ -142,8 +144,8 @@ def minibatches(X: np.ndarray, y: Optional[np.ndarray], batch_size: int, *, shuf
         Targets, indexed with ``X``; ``None`` yields ``None`` in their place.
     batch_size : int >= 1
     shuffle : bool
-    rng : np.random.Generator, optional
-        Source of the permutation (anything with ``permutation(n)``); a fresh unseeded generator when omitted.
+    rng : np.random.Generator or TorchGenerator, optional
+        Source of the permutation; a fresh unseeded generator when omitted.
     drop_last : bool
 
     Yields
@@ -173,7 +175,10 @@ def _batches(X: np.ndarray, y: Optional[np.ndarray], batch_size: int, shuffle: b
             end = min(start + batch_size, n)
             yield X[start:end], (None if y is None else y[start:end])
         return
-    order = np.asarray(_generator(rng).permutation(n))
+    rng = _generator(rng)
+    # a TorchGenerator draws the epoch exactly as DataLoader(shuffle=True, generator=g) does (a base seed, then
+    # randperm(n), then the randperm its RandomSampler throws away); a numpy Generator draws permutation(n)
+    order = np.asarray(rng.dataloader_order(n) if hasattr(rng, "dataloader_order") else rng.permutation(n))
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]
         yield X[idx], (None if y is None else y[idx])

@@ -37,6 +37,7 @@ import numpy as np
 from .nn.modules.loss import _Loss
 from .nn.modules.module import Module
 from .nn.parameter import Parameter
+from .random import TorchGenerator
 
 __all__ = ["rel_error", "numerical_gradient", "gradcheck", "GradcheckReport", "TensorCheck", "GradcheckError"]
 
@@ -248,6 +249,19 @@ def _warn_if_not_float64(name: str, array: np.ndarray) -> None:
 
 
 # ---- state: rewound before each evaluation, restored at the end ----------------------------------------------------
+
+def _generator_state(generator: Any) -> Any:
+    """A restorable snapshot of a numpy Generator or a TorchGenerator."""
+    return generator.get_state() if isinstance(generator, TorchGenerator) else generator.bit_generator.state
+
+
+def _set_generator_state(generator: Any, state: Any) -> None:
+    if isinstance(generator, TorchGenerator):
+        generator.set_state(state)
+    else:
+        generator.bit_generator.state = state
+
+
 class _Snapshot:
     """Everything a forward may change, saved so every evaluation starts from it and the module ends in it.
 
@@ -263,8 +277,8 @@ class _Snapshot:
                         for owner in modules for name, buf in owner._buffers.items()]
         self.attributes = [(owner, dict(owner.__dict__)) for owner in modules]
         generators = {id(g): g for owner in modules for g in owner.__dict__.values()
-                      if isinstance(g, np.random.Generator)}
-        self.generators = [(g, g.bit_generator.state) for g in generators.values()]
+                      if isinstance(g, (np.random.Generator, TorchGenerator))}
+        self.generators = [(g, _generator_state(g)) for g in generators.values()]
 
     def rewind(self) -> None:
         """Restore buffers, generator states and module attributes (parameters are left as they are)."""
@@ -275,7 +289,7 @@ class _Snapshot:
                 np.copyto(buf, copy)
             owner._buffers[name] = buf
         for generator, state in self.generators:
-            generator.bit_generator.state = state
+            _set_generator_state(generator, state)
 
     def restore(self) -> None:
         """Rewind, then put back every parameter's data (values and array object) and ``.grad`` object."""

@@ -32,16 +32,20 @@ def keep_threshold(p: float) -> int:
     return int(round((1.0 - p) * 2.0**32))
 
 
-def draw_dropout_mask(shape, p: float, rng) -> np.ndarray:
+def draw_dropout_mask(shape, p: float, rng, dtype=np.float32) -> np.ndarray:
     """Boolean keep-mask, each element kept with probability ``1 - p``.
 
-    The draw: ``u`` = the generator's next ``ceil(n / 2)`` raw 64-bit words (``rng.bit_generator.random_raw``), each
+    With a :class:`handnn.random.TorchGenerator` (anything with torch's ``bernoulli_``), the mask is torch's:
+    ``empty(shape, dtype).bernoulli_(1 - p) != 0``, what ``F.dropout`` draws. With a ``numpy.random.Generator``,
+    ``u`` = the generator's next ``ceil(n / 2)`` raw 64-bit words (``rng.bit_generator.random_raw``), each
     split into two 32-bit halves in memory order (low half first on little-endian machines), the first ``n`` of
     them in C order; element ``i`` is kept iff ``u[i] < keep_threshold(p)``. Raw words cost half of
     ``rng.random(n, dtype=np.float32)`` (which also spends 32 bits per element) and keep 8 more bits of precision.
     """
     if rng is None:
         raise ValueError("dropout needs rng= (a numpy.random.Generator) or an explicit mask= to draw its mask")
+    if hasattr(rng, "bernoulli_"):
+        return rng.bernoulli_(np.empty(shape, dtype), 1.0 - p) != 0
     threshold = keep_threshold(p)
     if threshold >= 2**32:
         return np.ones(shape, dtype=bool)
@@ -87,7 +91,7 @@ def dropout_forward(
         with np.errstate(invalid="ignore"):  # inf * 0 = NaN is torch's result, not a mistake
             return x * x.dtype.type(0), DropoutCache(np.zeros(x.shape, dtype=bool), 0.0)
     if mask is None:
-        mask = draw_dropout_mask(x.shape, p, rng)
+        mask = draw_dropout_mask(x.shape, p, rng, x.dtype)
     elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
         raise TypeError(f"dropout mask must be a boolean ndarray, but got {getattr(mask, 'dtype', type(mask))}")
     elif mask.shape != x.shape:

@@ -15,6 +15,7 @@ from handnn import nn
 from handnn.gradcheck import (
     DEFAULT_ATOL, DEFAULT_TOL, GradcheckError, gradcheck, numerical_gradient, rel_error,
 )
+from handnn.random import TorchGenerator
 
 EPS = 1e-6  # gradcheck's default step
 
@@ -316,9 +317,10 @@ class RecordingDropout(nn.Dropout):
         return out
 
 
-@pytest.mark.parametrize("source", ["drawn", "injected", "shared-generator"])
+@pytest.mark.parametrize("source", ["drawn", "injected", "shared-generator", "torch-generator"])
 def test_every_evaluation_sees_the_same_dropout_mask(source, rng):
-    layer_rng = rng if source == "shared-generator" else np.random.default_rng(3)
+    layer_rng = {"shared-generator": rng, "torch-generator": TorchGenerator(3)}.get(source, np.random.default_rng(3))
+    torch_state = layer_rng.get_state() if source == "torch-generator" else None
     drop = RecordingDropout(0.5, rng=layer_rng)
     model = nn.Sequential(nn.Linear(3, 4, rng=np.random.default_rng(4)), drop)
     injected = np.random.default_rng(5).random((4, 4)) < 0.5
@@ -332,6 +334,8 @@ def test_every_evaluation_sees_the_same_dropout_mask(source, rng):
     assert 0 < drop.seen[0].sum() < drop.seen[0].size
     if source == "injected":
         assert np.array_equal(drop.seen[0], injected) and drop._next_mask is injected
+    if source == "torch-generator":  # rewound to where it was: the next training forward draws the first mask again
+        np.testing.assert_array_equal(layer_rng.get_state(), torch_state)
 
 
 # ---- planted bugs --------------------------------------------------------------------------------------------------
