@@ -12,6 +12,7 @@ was recorded with. Everything is a plain numeric, boolean or unicode array: it l
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Tuple, Union
 
@@ -32,6 +33,18 @@ def load(path: Union[str, Path]) -> Dict[str, np.ndarray]:
     """Every array of a fixture file, read without pickle (no code runs on load)."""
     with np.load(path, allow_pickle=False) as npz:
         return {key: npz[key] for key in npz.files}
+
+
+def save(arrays: Mapping[str, np.ndarray], path: Union[str, Path]) -> None:
+    """Write compressed, atomically (a temporary file, then rename): an interrupted run never leaves a truncated
+    fixture."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
 
 
 def meta(arrays: Mapping[str, np.ndarray]) -> Dict[str, str]:

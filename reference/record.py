@@ -9,7 +9,6 @@ records in memory instead and exits 1 when the stored fixtures no longer match w
 from __future__ import annotations
 
 import argparse
-import io
 import platform
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from .battery import trace_loss, trace_optimizer
 from .cases import layer_cases, loss_cases, optimizer_cases
-from .golden import SECTIONS, layer_arrays, load, loss_arrays, optimizer_arrays
+from .golden import SECTIONS, layer_arrays, load, loss_arrays, optimizer_arrays, save
 from .report import trace_layer
 from .tolerances import Comparison, compare
 
@@ -55,16 +54,6 @@ def record(sections: Sequence[str] = SECTIONS, dtypes: Sequence[str] = DTYPES) -
                 _put(out, f"optimizer/{case.component}/{dtype}",
                      optimizer_arrays(t.state, t.x_all, t.y_all, t.batches, t.masks, t.theirs))
     return out
-
-
-def save(arrays: Dict[str, np.ndarray], path: Path) -> None:
-    """Write atomically (a temporary file, then rename): an interrupted run never leaves a truncated fixture."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
 
 
 def differences(stored: Dict[str, np.ndarray], fresh: Dict[str, np.ndarray]) -> List[str]:

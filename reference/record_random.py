@@ -13,7 +13,6 @@ This module imports torch only inside the functions that call it, so the golden 
 from __future__ import annotations
 
 import argparse
-import io
 import platform
 import sys
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from handnn.random import TorchGenerator
+
+from .golden import load, save
 
 DEFAULT = Path("tests/golden/fixtures/random_streams.npz")
 SIZES = (1, 2, 15, 16, 17, 31, 32, 33, 100, 1000)
@@ -180,22 +181,6 @@ def record() -> Dict[str, np.ndarray]:
         out.update({f"{name}/{i}": value for i, value in enumerate(results)})
         out[f"{name}/state"] = state
     return out
-
-
-def save(arrays: Dict[str, np.ndarray], path: Path) -> None:
-    """Write atomically (a temporary file, then rename): an interrupted run never leaves a truncated fixture."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
-
-
-def load(path: Path) -> Dict[str, np.ndarray]:
-    """Every array of a fixture file, read without pickle."""
-    with np.load(path, allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
 
 
 def differences(stored: Dict[str, np.ndarray], fresh: Dict[str, np.ndarray]) -> List[str]:

@@ -371,3 +371,9 @@ def fmt_accuracy(value: float) -> str:
 
 def fmt_loss(value: float) -> str:
     return f"{value:.4f}" if np.isfinite(value) and abs(value) < 1e4 else f"{value:.3g}"
+
+
+def binary_run(name: str, losses: Sequence[float], trainer: Any, data: Any, grid: np.ndarray) -> "Run":
+    """A finished binary-classification run: its losses, train and test accuracy, final weights, logits on the grid."""
+    return Run(name, losses, binary_accuracy(trainer.logits(data.x_train), data.y_train),
+               binary_accuracy(trainer.logits(data.x_test), data.y_test), trainer.state_dict(), trainer.logits(grid))

@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence, Tuple
 from .. import nn, optim
 from ..data import make_circles
 from . import _plot
-from ._common import (NO_PROGRESS, Backend, Dataset, HandnnBackend, Progress, Result, Run, binary_accuracy,
+from ._common import (NO_PROGRESS, Backend, Dataset, HandnnBackend, Progress, Result, Run, binary_run,
                       decision_grid, fmt_accuracy, fmt_loss, format_table, generator, mlp, normal_init,
                       train_full_batch, zeros_init)
 
@@ -112,9 +112,7 @@ def run(config: Config, backend: Optional[Backend] = None, progress: Progress = 
         trainer = backend.trainer(model, loss_fn, optimizer)
         losses = train_full_batch(trainer, data.x_train, target, config.iterations, progress,
                                   f"{NAME} [{backend.name}] {variant}")
-        runs.append(Run(variant, losses, binary_accuracy(trainer.logits(data.x_train), data.y_train),
-                        binary_accuracy(trainer.logits(data.x_test), data.y_test), trainer.state_dict(),
-                        trainer.logits(grid)))
+        runs.append(binary_run(variant, losses, trainer, data, grid))
     return Result(NAME, backend.name, config, runs, data, (axes, grid), time.perf_counter() - start)
 
 

@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence, Tuple
 from .. import nn, optim
 from ..data import make_moons
 from . import _plot
-from ._common import (NO_PROGRESS, Backend, Dataset, HandnnBackend, Progress, Result, Run, binary_accuracy,
+from ._common import (NO_PROGRESS, Backend, Dataset, HandnnBackend, Progress, Result, Run, binary_run,
                       decision_grid, fmt_accuracy, fmt_loss, format_table, generator, mlp, normal_init,
                       train_epochs)
 
@@ -127,9 +127,7 @@ def run(config: Config, backend: Optional[Backend] = None, progress: Progress = 
         trainer = backend.trainer(model, loss_fn, optimizer)
         losses = train_epochs(trainer, data.x_train, target, config.iterations, config.batch_size,
                               generator(config.seed, "batches"), progress, f"{NAME} [{backend.name}] {variant}")
-        runs.append(Run(variant, losses, binary_accuracy(trainer.logits(data.x_train), data.y_train),
-                        binary_accuracy(trainer.logits(data.x_test), data.y_test), trainer.state_dict(),
-                        trainer.logits(grid)))
+        runs.append(binary_run(variant, losses, trainer, data, grid))
     return Result(NAME, backend.name, config, runs, data, (axes, grid), time.perf_counter() - start)
 
 
