@@ -6,10 +6,13 @@ parameter gradient and running statistic compared under the tolerance table. The
 numpy generator seeded by a drawn integer: hypothesis shrinks the shape, scale and seed of a failure to a minimal one.
 Profile (deadline, derandomisation on CI): ``tests/conftest.py``.
 
-Zero variance (a constant feature, a LayerNorm over one element, a GroupNorm group of one value) is drawn at scales up
-to 1: there x_hat is exactly 0. handnn computes ``(x - mean) * rstd`` = 0 exactly, while torch's CPU kernels compute
-``x * rstd + (-mean * rstd)``, whose rounding noise grows with ``|x| / sqrt(eps)``; at scale 1e3 that noise exceeds
-the float64 table. :func:`test_zero_variance_known_difference` pins that documented difference.
+Zero variance (a constant feature, a LayerNorm over one element, a GroupNorm group of one value) makes x_hat exactly 0.
+handnn computes ``(x - mean) * rstd`` = 0 exactly, while torch's CPU kernels compute ``x * rstd + (-mean * rstd)``,
+whose rounding noise is a few ulps of ``|x| / sqrt(eps)`` (316 |x| for eps = 1e-5): above the table's atol for float64
+at scale 1e3 and for float32 already at scale 1. Such inputs are drawn only where that bound fits the table
+(:func:`_zero_variance_fits`); :func:`test_zero_variance_known_difference` pins the documented difference itself.
+Likewise a group of few values that happen to be close (a tiny variance) amplifies rounding by kappa² (kappa =
+max|x| / sqrt(var + eps)) on both sides: draws are kept where that bound fits the table (:func:`_well_conditioned`).
 """
 from __future__ import annotations
 
@@ -23,11 +26,28 @@ from handnn import nn
 from reference import assert_step_parity, to_tensor, to_torch
 from reference.harness import run_handnn, run_torch
 from reference.runs import compare_dicts
+from reference.tolerances import tolerance
 from reference.twin import to_numpy
 
 DTYPES = st.sampled_from([np.float64, np.float32]).map(np.dtype)
 SCALES = st.sampled_from([1e-3, 1.0, 1e3])
 SEEDS = st.integers(0, 2**32 - 1)
+
+
+def _zero_variance_fits(dtype: np.dtype, scale: float, eps: float = 1e-5) -> bool:
+    """Whether torch's zero-variance rounding noise, 8 ulps of ``scale / sqrt(eps)``, is within the table's atol."""
+    return 8 * np.finfo(dtype).eps * scale / np.sqrt(eps) <= tolerance(dtype)[1]
+
+
+def _well_conditioned(groups: np.ndarray, dtype: np.dtype, eps: float = 1e-5) -> bool:
+    """Whether every normalisation group (a row of ``groups``) with non-zero variance is conditioned well enough for
+    the table: the backward's rounding error grows like ``eps_machine * kappa**2`` with ``kappa = max|x| /
+    sqrt(var + eps)`` (measured: ~0.4 ulp·kappa² for a float32 GroupNorm pair), so ``4 * eps_machine * kappa**2`` must
+    fit the table's atol. Rows of zero variance are the exact case :func:`_zero_variance_fits` handles."""
+    rows = groups.astype(np.float64).reshape(groups.shape[0], -1)
+    var = rows.var(axis=1)
+    kappa = np.abs(rows).max(axis=1) / np.sqrt(var + eps)
+    return bool(np.all(4 * np.finfo(dtype).eps * kappa[var > 0] ** 2 <= tolerance(dtype)[1]))
 
 
 def _data(seed: int, shape, dtype, scale: float, constant_feature: bool = False, axis: int = 1) -> np.ndarray:
@@ -87,7 +107,7 @@ def test_activations(kind, shape, dtype, scale, seed):
     [0.1, 0.7, None]), affine=st.booleans(), constant=st.booleans(), training=st.booleans(), dtype=DTYPES,
        scale=SCALES, seed=SEEDS)
 def test_batchnorm1d(n, c, length, momentum, affine, constant, training, dtype, scale, seed):
-    assume(not (constant and scale > 1))
+    assume(not constant or _zero_variance_fits(dtype, scale))
     shape = (n, c) if length is None else (n, c, length)
     if training and n * (length or 1) == 1:
         n, shape = 2, (2,) + shape[1:]  # torch refuses one value per channel in training
@@ -95,7 +115,9 @@ def test_batchnorm1d(n, c, length, momentum, affine, constant, training, dtype, 
     module.running_mean[...] = np.random.default_rng(seed).normal(size=c)
     module.running_var[...] = np.random.default_rng(seed).uniform(0.5, 2.0, size=c)
     module.train(training)
-    _step(module, _data(seed, shape, dtype, scale, constant), seed)
+    x = _data(seed, shape, dtype, scale, constant)
+    assume(not training or _well_conditioned(np.moveaxis(x, 1, 0).reshape(c, -1), dtype))
+    _step(module, x, seed)
 
 
 @given(n=st.integers(1, 4), shape=st.lists(st.integers(1, 4), min_size=1, max_size=2).map(tuple),
@@ -103,11 +125,12 @@ def test_batchnorm1d(n, c, length, momentum, affine, constant, training, dtype, 
        seed=SEEDS)
 def test_layernorm(n, shape, normalized_dims, affine, constant, dtype, scale, seed):
     normalized = shape[-min(normalized_dims, len(shape)):]
-    assume(not ((constant or np.prod(normalized) == 1) and scale > 1))
+    assume(not (constant or np.prod(normalized) == 1) or _zero_variance_fits(dtype, scale))
     module = nn.LayerNorm(normalized, elementwise_affine=affine, dtype=dtype)
     x = _data(seed, (n,) + shape, dtype, scale)
     if constant:  # a whole sample constant: zero variance over the normalised dims
         x[0] = dtype.type(scale)
+    assume(_well_conditioned(x.reshape(-1, int(np.prod(normalized))), dtype))
     _step(module, x, seed)
 
 
@@ -115,11 +138,12 @@ def test_layernorm(n, shape, normalized_dims, affine, constant, dtype, scale, se
     [(), (1,), (3,), (2, 2)]), affine=st.booleans(), constant=st.booleans(), dtype=DTYPES, scale=SCALES, seed=SEEDS)
 def test_groupnorm(n, groups, per_group, spatial, affine, constant, dtype, scale, seed):
     c = groups * per_group
-    assume(not ((constant or per_group * int(np.prod(spatial)) == 1) and scale > 1))
+    assume(not (constant or per_group * int(np.prod(spatial)) == 1) or _zero_variance_fits(dtype, scale))
     module = nn.GroupNorm(groups, c, affine=affine, dtype=dtype)
     x = _data(seed, (n, c) + spatial, dtype, scale)
     if constant:  # the first group of the first sample constant
         x[0, :per_group] = dtype.type(scale)
+    assume(_well_conditioned(x.reshape(n * groups, -1), dtype))
     _step(module, x, seed)
 
 
