@@ -44,3 +44,17 @@ def test_select_is_where_including_nan_and_inf(dtype, rng):
         np.testing.assert_array_equal(got, expected)
         assert got.dtype == dtype and not np.any(np.signbit(got[~k]))
     assert not np.shares_memory(select(keep, a), a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_evaluation_equals_the_whole_array(dtype):
+    """Arrays beyond one block are evaluated block by block: the same values, element by element, any layout."""
+    from handnn.functional import special
+
+    rng = np.random.default_rng(7)
+    n = 3 * special._BLOCK + 17
+    x = (rng.standard_normal(n) * 3).astype(dtype)
+    x[[0, special._BLOCK - 1, special._BLOCK, n - 1]] = [np.nan, np.inf, -np.inf, 0.5]
+    grid = x.reshape(-1, 1)[: n - n % 7].reshape(7, -1).T  # a non-contiguous 2-d view
+    np.testing.assert_array_equal(special.erf(x), special._erf_block(x))
+    np.testing.assert_array_equal(special.erf(grid), special._erf_block(np.ascontiguousarray(grid)))
