@@ -6,7 +6,8 @@ given upstream gradient, then a snapshot of the output, dL/dx, every parameter g
 """
 from __future__ import annotations
 
-from typing import List, Optional
+import re
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
@@ -53,3 +54,47 @@ def assert_step_parity(module: nn.Module, twin: torch.nn.Module, x: np.ndarray, 
         for name, grad in [("dx", theirs.dx), *theirs.grads.items()]:
             assert_nonzero(prefix + name, grad)
     return results
+
+
+def _raised(call: Callable[[], object]) -> BaseException:
+    """The exception ``call`` raises (an ``AssertionError`` when it raises none)."""
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - any class: the caller compares the two sides' classes
+        return exc
+    raise AssertionError("the input was accepted where a rejection was expected")
+
+
+def torch_error(call: Callable[[], object]) -> BaseException:
+    """The exception torch raises for ``call`` (an ``AssertionError`` if torch accepts the input)."""
+    return _raised(call)
+
+
+def assert_rejected_like_torch(module: nn.Module, twin: torch.nn.Module, x: np.ndarray,
+                               match: Optional[str] = None, own_match: Optional[str] = None) -> None:
+    """Bad input: handnn raises torch's exception class (``match`` found in both messages, or ``own_match`` in
+    handnn's), and changes nothing: the state_dict, and the cache backward would use."""
+    cache = module._cache
+    expected = torch_error(lambda: twin(torch.from_numpy(x.copy())))
+    if match is not None:  # the message fragment is checked against torch's own message too
+        assert re.search(match, str(expected)), str(expected)
+    before = module.state_dict()
+    raised = _raised(lambda: module(x))
+    assert type(raised) is type(expected), f"handnn raised {type(raised).__name__}, torch {type(expected).__name__}"
+    pattern = match or own_match
+    assert pattern is None or re.search(pattern, str(raised)), f"{pattern!r} not in {str(raised)!r}"
+    after = module.state_dict()
+    assert list(after) == list(before)
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+    assert module._cache is cache  # the last good forward is still the one backward would use
+
+
+def assert_inputs_untouched(module: nn.Module, x: np.ndarray, dout: np.ndarray) -> None:
+    """Forward and backward leave the input and the upstream gradient as they were, and return new arrays."""
+    x_copy, dout_copy = x.copy(), dout.copy()
+    out = module(x)
+    dx = module.backward(dout)
+    np.testing.assert_array_equal(x, x_copy)
+    np.testing.assert_array_equal(dout, dout_copy)
+    assert not np.shares_memory(out, x) and not np.shares_memory(dx, dout)

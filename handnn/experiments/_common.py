@@ -31,8 +31,8 @@ def generator(seed: int, stream: str) -> np.random.Generator:
 
     Streams are independent (``SeedSequence([seed, id])``), so e.g. the data do not change when a variant
     draws more dropout masks, and every variant of an experiment starts from the same initial weights by
-    building its model from a fresh ``generator(seed, "init")`` (as the seeds call ``paddle.seed(0)`` /
-    ``np.random.seed(3)`` before each model).
+    building its model from a fresh ``generator(seed, "init")`` (where the seeds reseed paddle's or NumPy's
+    global generator, with 0 or 3, before each model).
     """
     return np.random.default_rng([seed, STREAMS[stream]])
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Callable, Dict
+from typing import Dict
 
 import numpy as np
 import pytest
@@ -16,6 +16,7 @@ import torch
 
 from handnn import nn
 from reference import assert_close, assert_step_parity, to_tensor, to_torch
+from reference.harness import assert_inputs_untouched, torch_error
 
 TRAIN_STEPS = 4
 
@@ -58,15 +59,6 @@ def _assert_same_state(before: Dict[str, np.ndarray], module: nn.Module) -> None
     for key, value in before.items():
         assert after[key].dtype == value.dtype, key
         np.testing.assert_array_equal(after[key], value, err_msg=key)
-
-
-def _torch_error(call: Callable[[], object]) -> BaseException:
-    """The exception torch raises for ``call`` (the test fails if torch accepts the input)."""
-    try:
-        call()
-    except Exception as exc:  # noqa: BLE001 - any class: the test compares it with handnn's
-        return exc
-    raise AssertionError("torch accepted an input this test expects it to reject")
 
 
 # ---- training steps, then eval -------------------------------------------------------------------------------
@@ -201,12 +193,7 @@ def test_input_and_upstream_gradient_unchanged(kind, shape, training, dtype, rng
     module = _build(kind, 5, {}, dtype, rng).train(training)
     x = _batch(rng, shape, dtype)
     dout = rng.normal(size=shape).astype(dtype)
-    x_copy, dout_copy = x.copy(), dout.copy()
-    out = module(x)
-    dx = module.backward(dout)
-    np.testing.assert_array_equal(x, x_copy)
-    np.testing.assert_array_equal(dout, dout_copy)
-    assert not np.shares_memory(out, x) and not np.shares_memory(dx, dout)
+    assert_inputs_untouched(module, x, dout)
 
 
 # ---- bad inputs ---------------------------------------------------------------------------------------------------
@@ -272,7 +259,7 @@ def test_bad_input_raises_like_torch_and_changes_nothing(kind, kwargs, training,
         module.running_var[...] = rng.uniform(0.5, 2.0, 5)
     twin = to_torch(module)
     x = make(rng, shape)
-    expected = _torch_error(lambda: twin(torch.from_numpy(x.copy())))
+    expected = torch_error(lambda: twin(torch.from_numpy(x.copy())))
     if match is not None:  # the message fragment is checked against torch's own message too
         assert re.search(match, str(expected)), str(expected)
     before = _snapshot(module)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import torch
 
 from handnn import nn
 from reference import assert_close, assert_step_parity, to_torch
+from reference.harness import assert_inputs_untouched, assert_rejected_like_torch, torch_error
 
 SHAPES = {"2d": (7, 6), "3d": (7, 6, 5), "4d": (7, 6, 4, 3)}
 
@@ -39,14 +39,6 @@ def _batch(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     scale = rng.uniform(0.5, 2.0, bshape)
     loc[:, 0], scale[:, 0] = 0.0, 1e-2
     return (loc + scale * rng.standard_normal(shape)).astype(dtype)
-
-
-def _torch_error(call: Callable[[], object]) -> BaseException:
-    try:
-        call()
-    except Exception as exc:  # noqa: BLE001 - any class: the test compares it with handnn's
-        return exc
-    raise AssertionError("torch accepted an input this test expects it to reject")
 
 
 CONFIGS = [
@@ -139,17 +131,12 @@ def test_input_and_upstream_gradient_unchanged(ndim, dtype, rng):
     module = _build(3, 6, {}, dtype, rng)
     x = _batch(rng, shape, dtype)
     dout = rng.normal(size=shape).astype(dtype)
-    x_copy, dout_copy = x.copy(), dout.copy()
-    out = module(x)
-    dx = module.backward(dout)
-    np.testing.assert_array_equal(x, x_copy)
-    np.testing.assert_array_equal(dout, dout_copy)
-    assert not np.shares_memory(out, x) and not np.shares_memory(dx, dout)
+    assert_inputs_untouched(module, x, dout)
 
 
 @pytest.mark.parametrize("num_groups, num_channels", [(4, 6), (7, 6), (4, 10)])
 def test_constructor_rejects_indivisible_channels(num_groups, num_channels):
-    expected = _torch_error(lambda: torch.nn.GroupNorm(num_groups, num_channels))
+    expected = torch_error(lambda: torch.nn.GroupNorm(num_groups, num_channels))
     message = re.escape(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
     assert re.search(message, str(expected)), str(expected)
     with pytest.raises(type(expected), match=message):
@@ -203,18 +190,5 @@ def test_bad_input_raises_like_torch_and_changes_nothing(num_groups, kwargs, tra
     module = _build(num_groups, 6, kwargs, np.float64, rng).train(training)
     twin = to_torch(module)
     module(rng.normal(size=(2, 6, 3)))
-    cache = module._cache
-    x = make(rng, shape)
-    expected = _torch_error(lambda: twin(torch.from_numpy(x.copy())))
-    if match is not None:  # the message fragment is checked against torch's own message too
-        assert re.search(match, str(expected)), str(expected)
-    before = module.state_dict()
-    with pytest.raises(type(expected), match=match or own_match) as info:
-        module(x)
-    assert type(info.value) is type(expected)
-    after = module.state_dict()
-    assert list(after) == list(before)
-    for key in before:
-        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
-    assert module._cache is cache  # the last good forward is still the one backward would use
+    assert_rejected_like_torch(module, twin, make(rng, shape), match, own_match)
     assert module.training is training

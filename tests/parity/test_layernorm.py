@@ -4,14 +4,13 @@ inputs, every option, a formula check, no mutation, and the bad inputs (torch's 
 from __future__ import annotations
 
 import re
-from typing import Callable
 
 import numpy as np
 import pytest
-import torch
 
 from handnn import nn
 from reference import assert_close, assert_step_parity, to_torch
+from reference.harness import assert_inputs_untouched, assert_rejected_like_torch
 
 
 def _build(normalized_shape, kwargs, dtype, rng) -> nn.LayerNorm:
@@ -34,14 +33,6 @@ def _batch(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     scale = rng.uniform(0.3, 3.0, lead)
     loc[0], scale[0] = 0.0, 1e-2
     return (loc + scale * (rng.normal(0.0, 0.5, shape[-1]) + rng.standard_normal(shape))).astype(dtype)
-
-
-def _torch_error(call: Callable[[], object]) -> BaseException:
-    try:
-        call()
-    except Exception as exc:  # noqa: BLE001 - any class: the test compares it with handnn's
-        return exc
-    raise AssertionError("torch accepted an input this test expects it to reject")
 
 
 CONFIGS = [
@@ -94,12 +85,7 @@ def test_input_and_upstream_gradient_unchanged(normalized_shape, shape, kwargs, 
     module = _build(normalized_shape, kwargs, dtype, rng)
     x = _batch(rng, shape, dtype)
     dout = rng.normal(size=shape).astype(dtype)
-    x_copy, dout_copy = x.copy(), dout.copy()
-    out = module(x)
-    dx = module.backward(dout)
-    np.testing.assert_array_equal(x, x_copy)
-    np.testing.assert_array_equal(dout, dout_copy)
-    assert not np.shares_memory(out, x) and not np.shares_memory(dx, dout)
+    assert_inputs_untouched(module, x, dout)
 
 
 def _float(dtype=np.float64):
@@ -141,17 +127,4 @@ def test_bad_input_raises_like_torch_and_changes_nothing(normalized_shape, kwarg
     twin = to_torch(module)
     good = rng.normal(size=(2,) + module.normalized_shape)
     module(good)
-    cache = module._cache
-    x = make(rng, shape)
-    expected = _torch_error(lambda: twin(torch.from_numpy(x.copy())))
-    if match is not None:  # the message fragment is checked against torch's own message too
-        assert re.search(match, str(expected)), str(expected)
-    before = module.state_dict()
-    with pytest.raises(type(expected), match=match or own_match) as info:
-        module(x)
-    assert type(info.value) is type(expected)
-    after = module.state_dict()
-    assert list(after) == list(before)
-    for key in before:
-        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
-    assert module._cache is cache  # the last good forward is still the one backward would use
+    assert_rejected_like_torch(module, twin, make(rng, shape), match, own_match)
