@@ -373,7 +373,16 @@ def fmt_loss(value: float) -> str:
     return f"{value:.4f}" if np.isfinite(value) and abs(value) < 1e4 else f"{value:.3g}"
 
 
-def binary_run(name: str, losses: Sequence[float], trainer: Any, data: Any, grid: np.ndarray) -> "Run":
-    """A finished binary-classification run: its losses, train and test accuracy, final weights, logits on the grid."""
-    return Run(name, losses, binary_accuracy(trainer.logits(data.x_train), data.y_train),
-               binary_accuracy(trainer.logits(data.x_test), data.y_test), trainer.state_dict(), trainer.logits(grid))
+def run_binary_variants(name: str, config: Any, backend: Any, data: Any, variants: Sequence[str],
+                        train: Callable[[str, Any], Tuple[Any, Sequence[float]]], start: float) -> "Result":
+    """The binary-classification experiments' common loop: ``train(variant, targets) -> (trainer, losses)`` for
+    each variant, then its train and test accuracy, final weights and logits over the decision grid."""
+    axes, grid = decision_grid(data.x_train)
+    target = data.targets(data.y_train)
+    runs = []
+    for variant in variants:
+        trainer, losses = train(variant, target)
+        runs.append(Run(variant, losses, binary_accuracy(trainer.logits(data.x_train), data.y_train),
+                        binary_accuracy(trainer.logits(data.x_test), data.y_test), trainer.state_dict(),
+                        trainer.logits(grid)))
+    return Result(name, backend.name, config, runs, data, (axes, grid), time.perf_counter() - start)

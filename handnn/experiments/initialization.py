@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from .. import nn, optim
 from ..data import make_circles
 from . import _plot
-from ._common import (NO_PROGRESS, Backend, Dataset, HandnnBackend, Progress, Result, Run, binary_run,
-                      decision_grid, fmt_accuracy, fmt_loss, format_table, generator, mlp, normal_init,
+from ._common import (NO_PROGRESS, Backend, Dataset, HandnnBackend, Progress, Result, run_binary_variants,
+                      fmt_accuracy, fmt_loss, format_table, generator, mlp, normal_init,
                       train_full_batch, zeros_init)
 
 NAME = "initialization"
@@ -104,16 +106,13 @@ def run(config: Config, backend: Optional[Backend] = None, progress: Progress = 
     backend = backend or HandnnBackend()
     start = time.perf_counter()
     data = load_data(config)
-    axes, grid = decision_grid(data.x_train)
-    target = data.targets(data.y_train)
-    runs: List[Run] = []
-    for variant in variants:
-        model, loss_fn, optimizer = build(config, variant)
-        trainer = backend.trainer(model, loss_fn, optimizer)
-        losses = train_full_batch(trainer, data.x_train, target, config.iterations, progress,
-                                  f"{NAME} [{backend.name}] {variant}")
-        runs.append(binary_run(variant, losses, trainer, data, grid))
-    return Result(NAME, backend.name, config, runs, data, (axes, grid), time.perf_counter() - start)
+
+    def train(variant: str, target: np.ndarray):
+        trainer = backend.trainer(*build(config, variant))
+        return trainer, train_full_batch(trainer, data.x_train, target, config.iterations, progress,
+                                         f"{NAME} [{backend.name}] {variant}")
+
+    return run_binary_variants(NAME, config, backend, data, variants, train, start)
 
 
 def describe(config: Config) -> str:
