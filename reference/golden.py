@@ -12,9 +12,10 @@ was recorded with. Everything is a plain numeric, boolean or unicode array: it l
 """
 from __future__ import annotations
 
+import argparse
 import io
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -45,6 +46,31 @@ def save(arrays: Mapping[str, np.ndarray], path: Union[str, Path]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(buffer.getvalue())
     tmp.replace(path)
+
+
+def fixture_main(prog: str, description: str, default: Path, record: Callable[[], Dict[str, np.ndarray]],
+                 differences: Callable[[Dict[str, np.ndarray], Dict[str, np.ndarray]], List[str]],
+                 argv: Optional[Sequence[str]] = None) -> int:
+    """The recorders' command line: record and write ``--out`` (default ``default``), or with ``--check`` compare
+    the stored file with a fresh recording and exit 1 on any of ``differences``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--out", type=Path, default=default, help="fixture file (default %(default)s)")
+    parser.add_argument("--check", action="store_true",
+                        help="compare the stored fixtures with a fresh recording instead of writing")
+    args = parser.parse_args(argv)
+    fresh = record()
+    if args.check:
+        stored = load(args.out)
+        problems = differences(stored, fresh)
+        print(f"{args.out}: recorded with torch {stored.get('meta/torch', '?')}, installed torch "
+              f"{fresh['meta/torch']}: {len(problems)} difference(s)")
+        for line in problems[:50]:
+            print("  " + line)
+        return 1 if problems else 0
+    save(fresh, args.out)
+    print(f"wrote {args.out} ({len(fresh)} arrays, {args.out.stat().st_size / 1024:.0f} KiB, "
+          f"torch {fresh['meta/torch']})")
+    return 0
 
 
 def meta(arrays: Mapping[str, np.ndarray]) -> Dict[str, str]:

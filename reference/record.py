@@ -8,7 +8,6 @@ records in memory instead and exits 1 when the stored fixtures no longer match w
 """
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from .battery import trace_loss, trace_optimizer
 from .cases import layer_cases, loss_cases, optimizer_cases
-from .golden import SECTIONS, layer_arrays, load, loss_arrays, optimizer_arrays, save
+from .golden import SECTIONS, fixture_main, layer_arrays, loss_arrays, optimizer_arrays
 from .report import trace_layer
 from .tolerances import Comparison, compare
 
@@ -81,26 +80,7 @@ def differences(stored: Dict[str, np.ndarray], fresh: Dict[str, np.ndarray]) -> 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reference.record", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT, help="fixture file (default %(default)s)")
-    parser.add_argument("--check", action="store_true",
-                        help="compare the stored fixtures with a fresh recording instead of writing")
-    args = parser.parse_args(argv)
-    fresh = record()
-    if args.check:
-        stored = load(args.out)
-        problems = differences(stored, fresh)
-        recorded_with = str(stored.get("meta/torch", "?"))
-        print(f"{args.out}: recorded with torch {recorded_with}, installed torch {torch.__version__}: "
-              f"{len(problems)} difference(s)")
-        for line in problems[:50]:
-            print("  " + line)
-        return 1 if problems else 0
-    save(fresh, args.out)
-    size = args.out.stat().st_size
-    print(f"wrote {args.out} ({len(fresh)} arrays, {size / 1024:.0f} KiB, torch {torch.__version__})")
-    return 0
-
+    return fixture_main("python -m reference.record", __doc__.splitlines()[0], DEFAULT, record, differences, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

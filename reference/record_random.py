@@ -12,7 +12,6 @@ This module imports torch only inside the functions that call it, so the golden 
 """
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from handnn.random import TorchGenerator
 
-from .golden import load, save
+from .golden import fixture_main
 
 DEFAULT = Path("tests/golden/fixtures/random_streams.npz")
 SIZES = (1, 2, 15, 16, 17, 31, 32, 33, 100, 1000)
@@ -197,25 +196,7 @@ def differences(stored: Dict[str, np.ndarray], fresh: Dict[str, np.ndarray]) -> 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reference.record_random", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT, help="fixture file (default %(default)s)")
-    parser.add_argument("--check", action="store_true",
-                        help="compare the stored streams with a fresh recording instead of writing")
-    args = parser.parse_args(argv)
-    fresh = record()
-    if args.check:
-        stored = load(args.out)
-        problems = differences(stored, fresh)
-        print(f"{args.out}: recorded with torch {stored.get('meta/torch', '?')}, installed torch "
-              f"{fresh['meta/torch']}: {len(problems)} difference(s)")
-        for line in problems[:50]:
-            print("  " + line)
-        return 1 if problems else 0
-    save(fresh, args.out)
-    print(f"wrote {args.out} ({len(fresh)} arrays, {args.out.stat().st_size / 1024:.0f} KiB, "
-          f"torch {fresh['meta/torch']})")
-    return 0
-
+    return fixture_main("python -m reference.record_random", __doc__.splitlines()[0], DEFAULT, record, differences, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

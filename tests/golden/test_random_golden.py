@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from handnn.random import STATE_SIZE, TORCH_VERSION_VERIFIED
-from reference.record_random import CASES, STATE_NORMAL_Y, libm_dependent, load, run_handnn
+from reference.golden import load
+from reference.record_random import CASES, STATE_NORMAL_Y, libm_dependent, run_handnn
 
 FIXTURE = Path(__file__).parent / "fixtures" / "random_streams.npz"
 ARRAYS = load(FIXTURE)

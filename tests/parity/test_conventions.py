@@ -19,6 +19,7 @@ Everything is float64 under the tolerance table (``reference.tolerances``).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -29,6 +30,7 @@ from handnn import nn, optim
 from handnn.functional.dropout import draw_dropout_mask
 from handnn.regularization import decay_parameters, elastic_net_penalty, l2_penalty, penalty, penalty_backward
 from reference import assert_close, compare, to_tensor, to_torch
+from reference.check import load_function
 from reference.optim import to_torch_optimizer
 
 STEPS = 200
@@ -177,41 +179,11 @@ def test_cs231n_momentum_differs_once_lr_changes(rng):
 
 
 # ---- BatchNorm (seed 001) ---------------------------------------------------------------------------------------
-def seed001_batchnorm_forward(x, gamma, beta, bn_param):
-    """Seed 001's ``batchnorm_forward``, copied (CS231n): momentum 0.9 keeps 90% of the running value, the running
-    variance is the biased batch variance, and the test-mode formula puts eps outside the sqrt."""
-    mode = bn_param['mode']
-    eps = bn_param.get('eps', 1e-5)
-    momentum = bn_param.get('momentum', 0.9)
-
-    N, D = x.shape
-    running_mean = bn_param.get('running_mean', np.zeros(D, dtype=x.dtype))
-    running_var = bn_param.get('running_var', np.zeros(D, dtype=x.dtype))
-
-    if mode == 'train':
-        xmean = np.mean(x, axis=0)
-        xcentered = x - xmean
-        xvar = np.mean(xcentered**2, axis=0)
-        xstd = np.sqrt(xvar + eps)
-        xhat = xcentered / xstd
-        out = gamma * xhat + beta
-        cache = xcentered, xstd, gamma
-
-        running_mean = momentum * running_mean + (1 - momentum) * xmean
-        running_var = momentum * running_var + (1 - momentum) * xvar
-
-    elif mode == 'test':
-
-        x = (x - running_mean) / (np.sqrt(running_var) + eps)
-        out = gamma * x + beta
-        cache = None
-    else:
-        raise ValueError('Invalid forward batchnorm mode "%s"' % mode)
-
-    bn_param['running_mean'] = running_mean
-    bn_param['running_var'] = running_var
-
-    return out, cache
+#: Seed 001's ``batchnorm_forward`` (CS231n), the transcription the checker's worked example runs: momentum 0.9 keeps
+#: 90% of the running value, the running variance is the biased batch variance, and the test-mode formula puts eps
+#: outside the sqrt.
+seed001_batchnorm_forward = load_function(
+    f"{Path(__file__).resolve().parents[2] / 'examples' / 'seeds' / 'seed001_regularization.py'}:batchnorm_forward")[0]
 
 
 def _bn_batch(rng: np.random.Generator, n: int, c: int) -> np.ndarray:

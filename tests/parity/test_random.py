@@ -22,7 +22,7 @@ import torch.nn.functional as TF
 from torch.utils.data import DataLoader, TensorDataset
 
 from handnn.random import STATE_SIZE, TORCH_VERSION_VERIFIED, TorchGenerator
-from reference import record_random
+from reference import golden, record_random
 
 SEEDS = [0, 42, 2 ** 32 + 5, -3, 2 ** 63 + 11]  # 2**32 + 5 seeds like 5; negative seeds wrap modulo 2**64
 SIZES = [1, 2, 15, 16, 17, 31, 32, 33, 100, 1000]
@@ -343,7 +343,7 @@ def test_recorded_cases_match_live_torch(name):
 
 
 def test_golden_fixture_is_what_the_installed_torch_records():
-    stored = record_random.load(REPO / record_random.DEFAULT)
+    stored = golden.load(REPO / record_random.DEFAULT)
     assert str(stored["meta/torch"]).split("+")[0] == TORCH_VERSION_VERIFIED
     assert record_random.differences(stored, record_random.record()) == []
 
