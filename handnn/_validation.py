@@ -25,6 +25,8 @@ def check_array(x: object, op: str, *, int_error: Type[Exception] = RuntimeError
         Exception class torch raises for a non-floating tensor in this operation (``RuntimeError`` for
         ``linear``, ``NotImplementedError`` for ``batch_norm`` ...).
     """
+    if isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES:  # the common case first: one test
+        return x
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{op}(): argument 'input' must be a numpy.ndarray, not {type(x).__name__}")
     if x.dtype == object:

@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import check_array, normalize_dim
+from ._constants import BLOCK, UINT_OF, constant_block
 from .special import erf
 
 
@@ -25,23 +26,37 @@ class ActivationCache(NamedTuple):
     extra: Optional[np.ndarray] = None
 
 
-_SELECT_WHERE_MAX = 4096
-
-
 def select(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``np.where(keep, a, 0)`` (a new array; +0.0 where not kept, NaN in ``a`` dropped where not kept).
 
-    Computed as a bitwise AND with an all-ones/all-zeros mask: ``np.where`` on a large random boolean mask runs
-    ~10x slower (branch mispredictions), and ``a * keep`` would turn a dropped NaN or inf into NaN. Small arrays
-    (below ``_SELECT_WHERE_MAX`` elements) take ``np.where``, whose one call beats the mask's three.
+    Computed on the bits: ``keep`` as 0/1 integers times ``a`` viewed as unsigned integers, which is ``a``'s bit
+    pattern or 0. ``np.where`` on a random boolean mask runs ~10x slower (it has no SIMD loop) and ``a * keep`` in
+    floating point would turn a dropped NaN or inf into NaN.
     """
-    if a.size <= _SELECT_WHERE_MAX:
-        return np.where(keep, a, a.dtype.type(0))
-    bits = np.dtype(f"u{a.dtype.itemsize}")
-    mask = keep.astype(bits)
-    np.negative(mask, out=mask)  # 1 -> all ones (unsigned wrap-around), 0 -> 0
-    np.bitwise_and(mask, a.view(bits), out=mask)
+    bits = UINT_OF[a.dtype]
+    mask = np.array(keep, dtype=bits)  # an array even for a 0-d keep (whose ``~`` gives a NumPy scalar)
+    np.multiply(mask, (a if a.flags.c_contiguous else a.copy()).view(bits), out=mask)  # x * 1 = x, x * 0 = 0: exact integers
     return mask.view(a.dtype)
+
+
+def relu_values(x: np.ndarray) -> np.ndarray:
+    """``np.maximum(x, 0)`` as a new array, 3-4x faster on large inputs.
+
+    NumPy's SIMD ``maximum`` loop runs only for two contiguous arrays: against the scalar 0 it falls back to a
+    scalar loop. A C-contiguous ``x`` is therefore taken against a cached zeros buffer, block by block (the same
+    values, NaN propagated).
+    """
+    if not x.flags.c_contiguous or x.size == 0:
+        return np.maximum(x, x.dtype.type(0))
+    zeros = constant_block(0, x.dtype)
+    if x.size <= BLOCK:
+        return np.maximum(x, zeros[:x.size].reshape(x.shape))
+    out = np.empty_like(x)
+    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+    for start in range(0, x.size, BLOCK):
+        stop = min(start + BLOCK, x.size)
+        np.maximum(flat_x[start:stop], zeros[:stop - start], out=flat_out[start:stop])
+    return out
 
 
 # ---- ReLU: y = max(x, 0); dy/dx = 0 where y <= 0 (so 0 at x == 0, as in torch) -----------------------------
@@ -51,7 +66,7 @@ def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, ActivationCache]:
     if isinstance(x, np.ndarray) and x.dtype == np.bool_:
         raise RuntimeError("relu(): Boolean inputs not supported for relu")
     check_array(x, "relu", int_error=TypeError)
-    out = np.maximum(x, x.dtype.type(0))  # np.maximum propagates NaN, as torch does
+    out = relu_values(x)  # np.maximum propagates NaN, as torch does
     return out, ActivationCache(out)
 
 

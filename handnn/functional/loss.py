@@ -53,12 +53,21 @@ def _reduce(loss: np.ndarray, reduction: str, denom: float) -> np.ndarray:
     total = loss.sum(dtype=loss.dtype)
     if reduction == "sum":
         return np.asarray(total)
+    if denom:
+        return np.asarray(total / loss.dtype.type(denom), dtype=loss.dtype)
     with np.errstate(invalid="ignore", divide="ignore"):  # every class target ignored: 0/0 = NaN, as torch
         return np.asarray(total / loss.dtype.type(denom), dtype=loss.dtype)
 
 
 def _spread(grad_output, cache: LossCache, dtype) -> np.ndarray:
     """dL/d(unreduced loss): ``grad_output`` broadcast, divided by the mean's denominator."""
+    g = _upstream(grad_output, cache, dtype)
+    return g if g.shape == cache.loss_shape else np.broadcast_to(g, cache.loss_shape)
+
+
+def _upstream(grad_output, cache: LossCache, dtype) -> np.ndarray:
+    """:func:`_spread` before the broadcast: a 0-d array for 'mean'/'sum' (multiplying by it broadcasts for free),
+    the checked ``grad_output`` for 'none'."""
     g = np.asarray(grad_output, dtype=dtype)
     if cache.reduction == "none":
         if g.shape != cache.loss_shape:
@@ -70,7 +79,7 @@ def _spread(grad_output, cache: LossCache, dtype) -> np.ndarray:
     g = g.reshape(())
     if cache.reduction == "mean":
         g = g / dtype.type(cache.denom)
-    return np.broadcast_to(g, cache.loss_shape)
+    return g
 
 
 def _sum_to_shape(grad: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
@@ -108,7 +117,7 @@ def _elementwise(input, target, reduction, op, value_and_slope):
 
 
 def _elementwise_backward(grad_output, cache: LossCache) -> np.ndarray:
-    g = _spread(grad_output, cache, cache.local.dtype)
+    g = _upstream(grad_output, cache, cache.local.dtype)
     return _sum_to_shape(g * cache.local, cache.input_shape)
 
 

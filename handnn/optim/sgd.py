@@ -57,6 +57,11 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _update(self, p: Parameter, grad: np.ndarray, state: Dict[str, Any], group: Dict[str, Any]) -> None:
+        if not (group["momentum"] or group["weight_decay"] or group["maximize"]):
+            # plain gradient descent, sgd_step's last line: skipping its keyword call is a measurable share of a
+            # small network's step
+            p.data -= group["lr"] * grad
+            return
         buf = sgd_step(p.data, grad, state.get("momentum_buffer"), lr=group["lr"], momentum=group["momentum"],
                        dampening=group["dampening"], weight_decay=group["weight_decay"],
                        nesterov=group["nesterov"], maximize=group["maximize"])

@@ -48,12 +48,12 @@ class Sequential(Module):
         return self
 
     def forward(self, input: np.ndarray) -> np.ndarray:
-        for module in self:
+        for module in self._modules.values():
             input = module(input)
         return input
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Back-propagate through the children in reverse order; returns dL/d(input)."""
-        for module in reversed(list(self)):
+        for module in reversed(self._modules.values()):
             grad_output = module.backward(grad_output)
         return grad_output

@@ -43,6 +43,9 @@ class Module:
 
     # ---- attribute registration ---------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_cache":  # every forward sets it: skip the registration logic (it is never registered)
+            object.__setattr__(self, name, value)
+            return
         params = self.__dict__.get("_parameters")
         if params is None:
             raise AttributeError("cannot assign before Module.__init__() call")
