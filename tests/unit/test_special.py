@@ -1,11 +1,15 @@
-"""The vectorised kernels behind the activations: erf against math.erf, select against np.where."""
+"""The vectorised kernels behind the activations: erf against math.erf, select against np.where, the float32
+normal CDF of exact GELU against the float64 erf, ReLU's blocked maximum against np.maximum."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
+from handnn.functional import activation
+from handnn.functional._constants import BLOCK
 from handnn.functional.activation import select
 from handnn.functional.special import erf
 
@@ -58,3 +62,52 @@ def test_blocked_evaluation_equals_the_whole_array(dtype):
     grid = x.reshape(-1, 1)[: n - n % 7].reshape(7, -1).T  # a non-contiguous 2-d view
     np.testing.assert_array_equal(special.erf(x), special._erf_block(x))
     np.testing.assert_array_equal(special.erf(grid), special._erf_block(np.ascontiguousarray(grid)))
+
+
+def test_float32_normal_cdf_within_its_documented_bound():
+    """GELU's float32 Phi (A&S 7.1.26 in float32) against 0.5 (1 + erf(x / sqrt 2)) in float64: the docstring's
+    3.1e-7 absolute, over a dense grid and the exactly representable edges."""
+    x = np.concatenate([np.linspace(-10, 10, 400001), [0.0, -0.0, 1e-30, -1e-30, 5.5, -5.5]]).astype(np.float32)
+    x64 = x.astype(np.float64)
+    expected = 0.5 * (1 + erf(x64 / math.sqrt(2)))
+    got = np.empty_like(x)
+    activation._normal_tail32(x, np.exp(-0.5 * x64 * x64).astype(np.float32), got)
+    assert got.dtype == np.float32
+    assert np.abs(got - expected).max() <= 3.1e-7
+    assert np.all((got >= 0) & (got <= 1))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_blocks_give_the_values_of_one_block(approximate, dtype, rng):
+    """Blocked evaluation (arrays beyond BLOCK elements) equals the kernel on the whole array, any layout,
+    special values included, and warns about nothing (torch does not)."""
+    n = 2 * BLOCK + 5
+    x = (rng.standard_normal(n) * 4).astype(dtype)
+    x[[0, BLOCK - 1, BLOCK, n - 1]] = [np.nan, np.inf, -np.inf, 1e30 if dtype == np.float64 else 1e20]
+    kernel = activation._gelu_tanh_block if approximate == "tanh" else activation._gelu_exact_block
+    out, local = np.empty_like(x), np.empty_like(x)
+    with np.errstate(all="ignore"):
+        kernel(x, out, local)
+    with warnings.catch_warnings():  # NumPy's default error state: overflow and invalid would warn
+        warnings.simplefilter("error")
+        got, cache = activation.gelu_forward(x, approximate)
+    np.testing.assert_array_equal(got, out)
+    np.testing.assert_array_equal(cache.saved, local)
+    grid = x[: n - n % 5].reshape(5, -1).T  # non-contiguous
+    got2, _ = activation.gelu_forward(grid, approximate)
+    np.testing.assert_array_equal(got2, got[: n - n % 5].reshape(5, -1).T)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_values_is_np_maximum(dtype, rng):
+    """The blocked maximum against a zeros buffer gives np.maximum(x, 0) bit for bit (NaN, -0.0, infinities),
+    contiguous or not, empty, 0-d, within one block or across several."""
+    x = rng.standard_normal(2 * BLOCK + 3).astype(dtype)
+    x[:5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
+    bits = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    for arr in (x, x[:100].reshape(10, 10), x[::3], x[:0], x[7:8].reshape(())):
+        expected = np.maximum(arr, dtype(0))
+        got = activation.relu_values(arr)
+        assert np.asarray(got).dtype == dtype and np.shape(got) == arr.shape
+        np.testing.assert_array_equal(np.asarray(got).view(bits), np.asarray(expected).view(bits))
