@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import check_array, normalize_dim
-from ._constants import BLOCK, UINT_OF, constant_block
+from ._kernels import BLOCK, UINT_OF, constant_block
 from .special import erf
 
 

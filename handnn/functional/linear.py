@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import check_array, check_same_dtype
-from ._constants import ones
+from ._kernels import ones
 
 
 class LinearCache(NamedTuple):

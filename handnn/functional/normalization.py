@@ -4,7 +4,8 @@ All three normalise ``x_hat = (x - mean) / sqrt(var + eps)`` with the *biased* v
 the square root, then apply a per-feature affine map ``y = x_hat * weight + bias``. Their training-mode
 backward passes share one fused formula, ``dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with
 ``g = dout * weight`` (seeds 000 and 002 derive it from the computational graph), computed with per-channel or
-per-row sums (``np.einsum``: no input-sized temporaries for the products) and in place on handnn-owned arrays.
+per-row sums as BLAS matrix-vector products (:mod:`._kernels`) and in place on handnn-owned arrays, the
+broadcasting passes of large arrays with a small ufunc buffer (:func:`._kernels.unbuffered`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from .._validation import check_array, check_same_dtype
+from ._kernels import UNBUFFERED_FROM, channel_sums, col_sums, row_sums, unbuffered
 
 Grads = Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]
 
@@ -40,10 +42,45 @@ class NormCache(NamedTuple):
     groups: int = 0
 
 
-def _affine(x_hat: np.ndarray, weight: Optional[np.ndarray], bias: Optional[np.ndarray]) -> np.ndarray:
-    out = x_hat * weight if weight is not None else x_hat.copy()
-    if bias is not None:
-        out += bias
+class CentredCache(NamedTuple):
+    """What BatchNorm's and GroupNorm's backward needs, with the normalised input kept implicitly.
+
+    ``x_hat = (centred - shift) * inv_std`` (broadcast per row of the (N*C, L) view), never stored: the forward
+    output and both gradients are per-channel (or per-(sample, channel)) affine maps of ``centred``, so each costs
+    the passes of its own multiply-add and no pass builds ``x_hat``.
+
+    centred : ``x - mean0``, shape (N, C, L) (``x`` viewed as 3-d), ``mean0`` the first estimate of the mean:
+        the one input-sized array kept.
+    shift : (N or 1, C) ``mean - mean0``, the second pass's correction (corrected two-pass algorithm); 0 in eval.
+    inv_std : (N or 1, C), ``1 / sqrt(var + eps)`` of each element's statistic.
+    weight : (C,) or None.
+    has_bias : bool
+    batch_stats : True when the statistics are the input's (training): backward goes through them.
+    group_size : GroupNorm's ``C / G`` (statistics shared by groups of channels); 0 for BatchNorm.
+    shape : the input's shape.
+    """
+
+    centred: np.ndarray
+    shift: np.ndarray
+    inv_std: np.ndarray
+    weight: Optional[np.ndarray]
+    has_bias: bool
+    batch_stats: bool
+    group_size: int
+    shape: Tuple[int, ...]
+
+
+def _affine(x_hat: np.ndarray, weight: Optional[np.ndarray], bias: Optional[np.ndarray],
+            out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``x_hat * weight + bias`` (either may be None), into ``out`` when given (a scratch array of x_hat's shape)."""
+    out = np.empty_like(x_hat) if out is None else out
+    with unbuffered(x_hat.size):
+        if weight is not None:
+            np.multiply(x_hat, weight, out=out)
+        else:
+            np.copyto(out, x_hat)
+        if bias is not None:
+            out += bias
     return out
 
 
@@ -67,43 +104,158 @@ def _per_channel(x: np.ndarray) -> np.ndarray:
 
 
 def channel_sum(x: np.ndarray, dtype=None) -> np.ndarray:
-    """Sum over every dim but 1 of an (N, C, *) array: shape (C,). Contiguous last-axis sums first (fast)."""
-    x3 = _per_channel(x)
-    if x3.shape[2] == 1:
-        return x3[:, :, 0].sum(axis=0, dtype=dtype)
-    return x3.sum(axis=2, dtype=dtype).sum(axis=0)
+    """Sum over every dim but 1 of an (N, C, *) array: shape (C,).
 
-
-def channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``sum(a * b)`` over every dim but 1, without the product's temporary: shape (C,).
-
-    ``np.einsum`` accumulates in SIMD partial sums (float32: ~2e-7 relative on 1e6 terms, measured).
+    In ``x``'s dtype by a BLAS matrix-vector product; with ``dtype=np.float64``, accumulated in float64 as torch's
+    CPU kernel does for the batch mean (exact for a constant float32 channel): NumPy's own sum below
+    ``UNBUFFERED_FROM`` elements, a float64 copy and BLAS above (3x faster than NumPy's casting sum).
     """
-    if a.ndim == 2:
-        return np.einsum("nc,nc->c", a, b)
-    return np.einsum("ncl,ncl->c", _per_channel(a), _per_channel(b))
+    if dtype is None or np.dtype(dtype) == x.dtype:
+        return channel_sums(np.ascontiguousarray(x))
+    if x.size < UNBUFFERED_FROM:
+        x3 = _per_channel(x)
+        if x3.shape[2] == 1:
+            return x3[:, :, 0].sum(axis=0, dtype=dtype)
+        return x3.sum(axis=2, dtype=dtype).sum(axis=0)
+    return channel_sums(x.astype(dtype))
 
 
-def _rows_normalized(x2: np.ndarray, eps: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Normalise each row of a 2-d (M, K) array: ``x_hat`` (a new array) and ``inv_std`` of shape (M, 1)."""
-    mean = x2.mean(axis=1, keepdims=True)
-    x_hat = x2 - mean
-    var = np.einsum("mk,mk->m", x_hat, x_hat)[:, None] / x2.shape[1]
+def channel_dot(a: np.ndarray, b: np.ndarray, scratch: Optional[np.ndarray] = None) -> np.ndarray:
+    """``sum(a * b)`` over every dim but 1: shape (C,). The product goes into ``scratch`` (an array of ``a``'s
+    shape and dtype that may be overwritten) or a temporary, then :func:`channel_sum` (BLAS)."""
+    product = np.multiply(a, b, out=scratch)
+    return channel_sums(product)
+
+
+def _row_dot(a: np.ndarray, b: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """Row-wise ``sum(a * b)`` of two (M, K) arrays through ``scratch`` (overwritten): shape (M,)."""
+    np.multiply(a, b, out=scratch)
+    return row_sums(scratch)
+
+
+def _rows_normalized(x2: np.ndarray, eps: float, scratch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Normalise each row of a 2-d (M, K) array: ``x_hat`` (a new array) and ``inv_std`` of shape (M, 1).
+
+    Two passes for the statistics (mean, then the squares of the centred values through ``scratch``, an (M, K)
+    array that is overwritten), as torch does: no cancellation from ``E[x^2] - E[x]^2``.
+    """
+    k = x2.shape[1]
+    mean = (row_sums(np.ascontiguousarray(x2)) / k)[:, None]
+    with unbuffered(x2.size):
+        x_hat = np.subtract(x2, mean)
+    var = (_row_dot(x_hat, x_hat, scratch) / k)[:, None]
     inv_std = 1 / np.sqrt(var + eps)
-    x_hat *= inv_std
+    with unbuffered(x2.size):
+        x_hat *= inv_std
     return x_hat, inv_std
 
 
-def _rows_backward(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
-    """Row-wise fused backward, in place on ``g`` (a handnn-owned (M, K) array): returns
-    ``inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with means along each row."""
+def _rows_backward(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """Row-wise fused backward, in place on ``g`` (a handnn-owned (M, K) array, ``scratch`` another, overwritten):
+    returns ``inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with means along each row."""
     k = g.shape[1]
-    mean_g = g.sum(axis=1, keepdims=True) / k
-    mean_gx = np.einsum("mk,mk->m", g, x_hat)[:, None] / k
-    g -= mean_g
-    g -= x_hat * mean_gx
-    g *= inv_std
+    mean_g = (row_sums(g) / k)[:, None]
+    mean_gx = (_row_dot(g, x_hat, scratch) / k)[:, None]
+    with unbuffered(g.size):
+        g -= mean_g
+        g -= np.multiply(x_hat, mean_gx, out=scratch)
+        g *= inv_std
     return g
+
+
+def _expand(v: np.ndarray, ndim: int) -> np.ndarray:
+    """A (N or 1, C) coefficient as an array broadcasting against an (N, C, *) array of ``ndim`` dims."""
+    return v.reshape(v.shape + (1,) * (ndim - 2))
+
+
+def _centred_affine(centred: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``centred * scale + offset``, (N, C, *) array, (N or 1, C) coefficients broadcast over the trailing dims."""
+    out = np.empty_like(centred)
+    with unbuffered(out.size):
+        np.multiply(centred, _expand(scale, centred.ndim), out=out)
+        out += _expand(offset, centred.ndim)
+    return out
+
+
+def _second_pass(sums: np.ndarray, sums_sq: np.ndarray, count: int,
+                 eps: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From the sums of the centred values ``c`` and of their squares (``count`` values each): the shift to the
+    exact mean, the summed squared deviations ``sum((x - mean)^2)``, and ``inv_std``, all float64.
+
+    The corrected two-pass algorithm (Chan, Golub & LeVeque): ``sum((c - d)^2) = sum(c^2) - d sum(c)`` with
+    ``d = sum(c) / count``; ``c`` is centred already, so nothing cancels.
+    """
+    sums, sums_sq = sums.astype(np.float64), sums_sq.astype(np.float64)
+    shift = sums / count
+    var_sum = np.maximum(sums_sq - shift * sums, 0.0)
+    return shift, var_sum, 1 / np.sqrt(var_sum / count + eps)
+
+
+def _affine_coefficients(inv_std: np.ndarray, shift: np.ndarray, weight: Optional[np.ndarray],
+                         bias: Optional[np.ndarray], dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
+    """``y = x_hat * weight + bias = centred * a + c`` with ``a = inv_std * weight`` and ``c = bias - shift * a``."""
+    a = inv_std if weight is None else inv_std * weight
+    c = -shift * a if bias is None else bias - shift * a
+    return a.astype(dtype), c.astype(dtype)
+
+
+def _pair_sums(a: np.ndarray) -> np.ndarray:
+    """Sums of an (N, C, *) array over its trailing dims: (N, C), float64 (BLAS accumulation in a's dtype)."""
+    n, c = a.shape[:2]
+    if a.ndim == 2:
+        return a.astype(np.float64)
+    return row_sums(a.reshape(n * c, -1)).astype(np.float64).reshape(n, c)
+
+
+def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``dout`` (C-contiguous) and its sums ``sum(dout)`` and ``sum(dout * x_hat)`` per statistic's channel:
+    float64, (1, C) for BatchNorm (over the batch too), (N, C) for GroupNorm. One pass for the product."""
+    dout = np.ascontiguousarray(dout)
+    product = np.multiply(dout, cache.centred)
+    if cache.group_size:
+        s_dout, s_dc = _pair_sums(dout), _pair_sums(product)
+    else:
+        s_dout = channel_sums(dout).astype(np.float64)[None, :]
+        s_dc = channel_sums(product).astype(np.float64)[None, :]
+    s_dxhat = cache.inv_std * (s_dc - cache.shift * s_dout)  # sum(dout * (centred - shift)) * inv_std
+    return dout, s_dout, s_dxhat
+
+
+def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray, s_dxhat: np.ndarray) -> np.ndarray:
+    """dx of BatchNorm / GroupNorm, ``inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with ``g = dout * w``,
+    from the sums of :func:`_centred_grads`: ``(g + centred * B + C) * inv_std`` with per-channel (BatchNorm) or
+    per-(sample, channel) (GroupNorm) coefficients, five passes. The bracket is summed before the scaling, as in
+    the formula: with a large ``inv_std`` (a near-constant group) scaling first would leave its rounding noise
+    where the terms cancel (a group of one value gives exactly 0 this way)."""
+    n, c = dout.shape[:2]
+    length = dout.size // (n * c)
+    w = None if cache.weight is None else cache.weight.reshape(c).astype(np.float64)
+    inv_std, shift = cache.inv_std, cache.shift
+    if cache.group_size:  # per (sample, group): sum the channels of each group, give each channel its group's
+        size = cache.group_size
+
+        def mean(v: np.ndarray) -> np.ndarray:
+            return np.repeat(v.reshape(n, -1, size).sum(axis=2), size, axis=1) / (size * length)
+    else:  # per channel: the sums are over the batch already
+
+        def mean(v: np.ndarray) -> np.ndarray:
+            return v / (n * length)
+    mean_g = mean(s_dout if w is None else w * s_dout)
+    mean_gx = mean(s_dxhat if w is None else w * s_dxhat)
+    b = -inv_std * mean_gx  # centred * b + c = -mean_gx * x_hat - mean_g
+    offset = -mean_g - b * shift
+    dx = np.empty_like(dout)
+    scratch = np.empty_like(dout)
+    nd, dtype = dout.ndim, dout.dtype
+    with unbuffered(dx.size):
+        if w is None:
+            np.copyto(dx, dout)
+        else:
+            np.multiply(dout, _expand(cache.weight.reshape(1, c), nd), out=dx)
+        dx += np.multiply(cache.centred, _expand(b.astype(dtype), nd), out=scratch)
+        dx += _expand(offset.astype(dtype), nd)
+        dx *= _expand(inv_std.astype(dtype), nd)
+    return dx
 
 
 # ---- BatchNorm -----------------------------------------------------------------------------------
@@ -161,39 +313,44 @@ def batch_norm_forward(
     if not training and (running_mean is None or running_var is None):
         raise RuntimeError("batch_norm in eval mode needs running_mean and running_var")
 
-    axes = (0,) + tuple(range(2, x.ndim))
-    bshape = (1, channels) + (1,) * (x.ndim - 2)
-    w = weight.reshape(bshape) if weight is not None else None
-    b = bias.reshape(bshape) if bias is not None else None
     if x.size == 0:  # torch returns an empty output and leaves the statistics alone
-        empty = np.empty_like(x)
-        return empty, NormCache(empty, np.ones(bshape, x.dtype), w, b is not None, None, axes)
+        zeros = np.zeros((1, channels))
+        return np.empty_like(x), CentredCache(np.empty_like(x), zeros, zeros + 1, weight, bias is not None,
+                                              training, 0, x.shape)
+    x = np.ascontiguousarray(x)
+    n = x.size // channels
+    bshape = (1, channels) + (1,) * (x.ndim - 2)
     if training:
-        n = x.size // channels
-        # The mean is accumulated in float64 whatever the input dtype, as torch's CPU kernel does
-        # (acc_type<float> is double), then rounded to x's dtype: a constant float32 channel then gets its
-        # value back as the mean and x_hat == 0 exactly, instead of rounding noise times 1 / sqrt(eps).
-        mean64 = channel_sum(x, dtype=np.float64) / n
-        x_hat = x - mean64.astype(x.dtype).reshape(bshape)  # the one input-sized array the cache keeps
-        var_sum = channel_dot(x_hat, x_hat).astype(np.float64)
-        inv_std = (1 / np.sqrt(var_sum / n + eps)).astype(x.dtype).reshape(bshape)
-        x_hat *= inv_std
+        # mean0: the mean accumulated in float64 as torch's CPU kernel does (acc_type<float> is double), so a
+        # constant float32 channel gives x_hat == 0 exactly, below UNBUFFERED_FROM elements; above, a BLAS sum in
+        # x's dtype, which the second pass corrects (the shift).
+        if x.size < UNBUFFERED_FROM:
+            mean0 = (channel_sum(x, dtype=np.float64) / n).astype(x.dtype)
+        else:
+            mean0 = channel_sums(x) / x.dtype.type(n)
+        with unbuffered(x.size):
+            centred = np.subtract(x, mean0.reshape(bshape))  # the one input-sized array the cache keeps
+        shift, var_sum, inv_std = _second_pass(channel_sums(centred), channel_sums(np.multiply(centred, centred)),
+                                               n, eps)
+        mean64 = mean0 + shift
         # torch's update order: momentum * batch_stat + (1 - momentum) * running, unbiased variance; computed
         # in float64 and rounded into the buffers.
         if running_mean is not None:
             running_mean[...] = momentum * mean64 + (1 - momentum) * running_mean
         if running_var is not None:
             running_var[...] = momentum * (var_sum / (n - 1)) + (1 - momentum) * running_var
-        stat_axes: Optional[Tuple[int, ...]] = axes
     else:
-        inv_std = (1 / np.sqrt(running_var + eps)).reshape(bshape)
-        x_hat = x - running_mean.reshape(bshape)
-        x_hat *= inv_std
-        stat_axes = None
-    return _affine(x_hat, w, b), NormCache(x_hat, inv_std, w, b is not None, stat_axes, axes)
+        with unbuffered(x.size):
+            centred = np.subtract(x, running_mean.reshape(bshape))
+        shift = np.zeros(channels)
+        inv_std = 1 / np.sqrt(running_var.astype(np.float64) + eps)
+    a, c = _affine_coefficients(inv_std, shift, weight, bias, x.dtype)
+    out = _centred_affine(centred, a[None, :], c[None, :])
+    return out, CentredCache(centred, shift[None, :], inv_std[None, :], weight, bias is not None, training, 0,
+                             x.shape)
 
 
-def batch_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
+def batch_norm_backward(dout: np.ndarray, cache: CentredCache) -> Grads:
     """Gradients of :func:`batch_norm_forward`.
 
     Training: ``dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with ``g = dout * weight``.
@@ -205,22 +362,20 @@ def batch_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
     dx : ndarray, shape of ``dout``
     dweight, dbias : ndarray, shape (C,), or None when absent
     """
-    # With a = weight * inv_std per channel, S1 = sum(dout) (= dbias) and S2 = sum(dout * x_hat) (= dweight):
-    # dx = a * (dout - S1 / n - x_hat * S2 / n). One input-sized temporary, five passes over the data.
-    sum_dout = channel_sum(dout)
-    sum_dout_xhat = channel_dot(dout, cache.x_hat)
-    bshape = cache.inv_std.shape
-    scale = cache.inv_std if cache.weight is None else cache.weight * cache.inv_std
-    if cache.stat_axes is None:  # eval: the statistics are constants
-        dx = dout * scale
-    else:
-        n = dout.size // dout.shape[1]
-        dx = cache.x_hat * (sum_dout_xhat / n).astype(dout.dtype).reshape(bshape)
-        np.subtract(dout, dx, out=dx)
-        dx -= (sum_dout / n).astype(dout.dtype).reshape(bshape)
-        dx *= scale
-    dweight = sum_dout_xhat if cache.weight is not None else None
-    dbias = sum_dout if cache.has_bias else None
+    if dout.size == 0:
+        zeros = np.zeros(cache.shape[1], dout.dtype)
+        return (np.empty_like(dout), zeros if cache.weight is not None else None,
+                zeros.copy() if cache.has_bias else None)
+    dout, s_dout, s_dxhat = _centred_grads(dout, cache)
+    if cache.batch_stats:
+        dx = _centred_backward(dout, cache, s_dout, s_dxhat)
+    else:  # eval: the statistics are constants
+        a, _ = _affine_coefficients(cache.inv_std, cache.shift, cache.weight, None, dout.dtype)
+        dx = np.empty_like(dout)
+        with unbuffered(dx.size):
+            np.multiply(dout, _expand(a, dout.ndim), out=dx)
+    dweight = s_dxhat.sum(axis=0).astype(dout.dtype) if cache.weight is not None else None
+    dbias = s_dout.sum(axis=0).astype(dout.dtype) if cache.has_bias else None
     return dx, dweight, dbias
 
 
@@ -266,11 +421,12 @@ def layer_norm_forward(
                 raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got "
                                    f"{name} of shape {list(v.shape)} and normalized_shape = {list(shape)}")
     axes = tuple(range(x.ndim - k, x.ndim))
-    x_hat, inv_std = _rows_normalized(x.reshape(-1, math.prod(shape)), eps)
+    out = np.empty(x.shape, x.dtype)  # the output, first the squares' scratch
+    x_hat, inv_std = _rows_normalized(x.reshape(-1, math.prod(shape)), eps, out.reshape(-1, math.prod(shape)))
     x_hat = x_hat.reshape(x.shape)
     inv_std = inv_std.reshape(x.shape[:x.ndim - k] + (1,) * k)
     param_axes = tuple(range(x.ndim - k))
-    return _affine(x_hat, weight, bias), NormCache(x_hat, inv_std, weight, bias is not None, axes, param_axes)
+    return _affine(x_hat, weight, bias, out), NormCache(x_hat, inv_std, weight, bias is not None, axes, param_axes)
 
 
 def layer_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
@@ -280,11 +436,16 @@ def layer_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
     ``dweight = sum(dout * x_hat)``, ``dbias = sum(dout)`` over the leading dims.
     """
     d = math.prod(dout.shape[len(cache.param_axes):])
-    dout2, x_hat2 = dout.reshape(-1, d), cache.x_hat.reshape(-1, d)
-    g = dout2 * cache.weight.reshape(d) if cache.weight is not None else dout2.copy()
-    dx = _rows_backward(g, x_hat2, cache.inv_std.reshape(-1, 1)).reshape(dout.shape)
-    dweight = np.einsum("md,md->d", dout2, x_hat2).reshape(cache.weight.shape) if cache.weight is not None else None
-    dbias = dout2.sum(axis=0).reshape(dout.shape[len(cache.param_axes):]) if cache.has_bias else None
+    dout2, x_hat2 = np.ascontiguousarray(dout).reshape(-1, d), cache.x_hat.reshape(-1, d)
+    scratch = np.empty_like(dout2)
+    dweight = dbias = None
+    if cache.weight is not None:  # first, while scratch is free: sum over rows of dout * x_hat
+        dweight = col_sums(np.multiply(dout2, x_hat2, out=scratch)).reshape(cache.weight.shape)
+    if cache.has_bias:
+        dbias = col_sums(dout2).reshape(dout.shape[len(cache.param_axes):])
+    with unbuffered(dout.size):
+        g = np.multiply(dout2, cache.weight.reshape(d)) if cache.weight is not None else dout2.copy()
+    dx = _rows_backward(g, x_hat2, cache.inv_std.reshape(-1, 1), scratch).reshape(dout.shape)
     return dx, dweight, dbias
 
 
@@ -331,22 +492,30 @@ def group_norm_forward(
     for v in (weight, bias):
         check_same_dtype(x, v, "group_norm")
     check_array(x, "group_norm", int_error=NotImplementedError)
-    x_hat, inv_std = _rows_normalized(x.reshape(n * num_groups, -1), eps)
-    x_hat = x_hat.reshape(x.shape)
-    inv_std = inv_std.reshape(n, num_groups, 1)
-    bshape = (1, channels) + (1,) * (x.ndim - 2)
-    w = weight.reshape(bshape) if weight is not None else None
-    b = bias.reshape(bshape) if bias is not None else None
-    param_axes = (0,) + tuple(range(2, x.ndim))
-    return _affine(x_hat, w, b), NormCache(x_hat, inv_std, w, b is not None, (2,), param_axes, num_groups)
+    size = channels // num_groups
+    x = np.ascontiguousarray(x)
+    rows = x.reshape(n * num_groups, -1)  # one row per (sample, group)
+    k = rows.shape[1]
+    mean0 = row_sums(rows) / x.dtype.type(k) if k else np.zeros(rows.shape[0], x.dtype)
+    with unbuffered(x.size):
+        centred = np.subtract(rows, mean0[:, None])  # the one input-sized array the cache keeps
+    shift, _, inv_std = _second_pass(row_sums(centred), row_sums(np.multiply(centred, centred)), max(k, 1), eps)
+
+    def per_channel(v: np.ndarray) -> np.ndarray:  # (N * G,) -> (N, C): each channel its group's value
+        return np.repeat(v.reshape(n, num_groups), size, axis=1)
+
+    shift, inv_std = per_channel(shift), per_channel(inv_std)
+    a, c = _affine_coefficients(inv_std, shift, weight, bias, x.dtype)
+    centred = centred.reshape(x.shape)
+    return _centred_affine(centred, a, c), CentredCache(centred, shift, inv_std, weight, bias is not None, True,
+                                                        size, x.shape)
 
 
-def group_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
-    """Gradients of :func:`group_norm_forward`: the LayerNorm formula on the ``(N, G, -1)`` view."""
-    n = dout.shape[0]
-    g = dout * cache.weight if cache.weight is not None else dout.copy()
-    rows = n * cache.groups
-    dx = _rows_backward(g.reshape(rows, -1), cache.x_hat.reshape(rows, -1), cache.inv_std.reshape(rows, 1))
-    dweight = channel_dot(dout, cache.x_hat) if cache.weight is not None else None
-    dbias = channel_sum(dout) if cache.has_bias else None
-    return dx.reshape(dout.shape), dweight, dbias
+def group_norm_backward(dout: np.ndarray, cache: CentredCache) -> Grads:
+    """Gradients of :func:`group_norm_forward`: the LayerNorm formula per (sample, group);
+    ``dweight = sum(dout * x_hat)``, ``dbias = sum(dout)`` over every dim but 1."""
+    dout, s_dout, s_dxhat = _centred_grads(dout, cache)
+    dx = _centred_backward(dout, cache, s_dout, s_dxhat) if dout.size else np.empty_like(dout)
+    dweight = s_dxhat.sum(axis=0).astype(dout.dtype) if cache.weight is not None else None
+    dbias = s_dout.sum(axis=0).astype(dout.dtype) if cache.has_bias else None
+    return dx, dweight, dbias

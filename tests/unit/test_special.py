@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from handnn.functional import activation
-from handnn.functional._constants import BLOCK
+from handnn.functional._kernels import BLOCK
 from handnn.functional.activation import select
 from handnn.functional.special import erf
 
