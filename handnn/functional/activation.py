@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import check_array, normalize_dim
-from ._kernels import BLOCK, UINT_OF, constant_block
+from ._kernels import BLOCK, UINT_OF, constant_block, row_sums, unbuffered
 from .special import erf
 
 
@@ -279,13 +279,28 @@ def _softmax_dim(x: np.ndarray, dim: Optional[int], op: str) -> int:
     return normalize_dim(dim, x.ndim)
 
 
+def _rows(x: np.ndarray, dim: int) -> Optional[np.ndarray]:
+    """``x`` as (rows, classes) when ``dim`` is its last axis and it is C-contiguous (the fast path), else None."""
+    if dim != x.ndim - 1 or not x.flags.c_contiguous or x.size == 0:
+        return None
+    return x.reshape(-1, x.shape[-1])
+
+
 def softmax_forward(x: np.ndarray, dim: Optional[int] = None) -> Tuple[np.ndarray, SoftmaxCache]:
     """``y = exp(x - max) / sum(exp(x - max))`` along ``dim``."""
     dim = _softmax_dim(x, dim, "softmax")
     if x.ndim == 0:
         return np.ones_like(x), SoftmaxCache(np.ones_like(x), 0)
-    e = np.exp(x - x.max(axis=dim, keepdims=True))
-    e /= e.sum(axis=dim, keepdims=True)
+    rows = _rows(x, dim)
+    if rows is None:
+        e = np.exp(x - x.max(axis=dim, keepdims=True))
+        e /= e.sum(axis=dim, keepdims=True)
+        return e, SoftmaxCache(e, dim)
+    with unbuffered(x.size):  # row-wise broadcasting, sums by BLAS (see ._kernels)
+        e = np.subtract(rows, rows.max(axis=1, keepdims=True))
+        np.exp(e, out=e)
+        e /= row_sums(e)[:, None]
+    e = e.reshape(x.shape)
     return e, SoftmaxCache(e, dim)
 
 
@@ -294,7 +309,15 @@ def softmax_backward(dout: np.ndarray, cache: SoftmaxCache) -> np.ndarray:
     y, dim = cache
     if y.ndim == 0:
         return np.zeros_like(dout)
-    return y * (dout - (dout * y).sum(axis=dim, keepdims=True))
+    rows, dout_rows = _rows(y, dim), _rows(dout, dim)
+    if rows is None or dout_rows is None:
+        return y * (dout - (dout * y).sum(axis=dim, keepdims=True))
+    dx = np.multiply(dout_rows, rows)
+    dot = row_sums(dx)[:, None]
+    with unbuffered(dx.size):
+        np.subtract(dout_rows, dot, out=dx)
+    dx *= rows
+    return dx.reshape(dout.shape)
 
 
 def log_softmax_forward(x: np.ndarray, dim: Optional[int] = None) -> Tuple[np.ndarray, SoftmaxCache]:
@@ -302,8 +325,17 @@ def log_softmax_forward(x: np.ndarray, dim: Optional[int] = None) -> Tuple[np.nd
     dim = _softmax_dim(x, dim, "log_softmax")
     if x.ndim == 0:
         return np.zeros_like(x), SoftmaxCache(np.zeros_like(x), 0)
-    shifted = x - x.max(axis=dim, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+    rows = _rows(x, dim)
+    if rows is None:
+        shifted = x - x.max(axis=dim, keepdims=True)
+        shifted -= np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        return shifted, SoftmaxCache(shifted, dim)
+    with unbuffered(x.size):
+        shifted = np.subtract(rows, rows.max(axis=1, keepdims=True))
+    lse = np.log(row_sums(np.exp(shifted)))[:, None]
+    with unbuffered(x.size):
+        shifted -= lse
+    shifted = shifted.reshape(x.shape)
     return shifted, SoftmaxCache(shifted, dim)
 
 
@@ -312,4 +344,11 @@ def log_softmax_backward(dout: np.ndarray, cache: SoftmaxCache) -> np.ndarray:
     y, dim = cache
     if y.ndim == 0:
         return np.zeros_like(dout)
-    return dout - np.exp(y) * dout.sum(axis=dim, keepdims=True)
+    rows, dout_rows = _rows(y, dim), _rows(dout, dim)
+    if rows is None or dout_rows is None:
+        return dout - np.exp(y) * dout.sum(axis=dim, keepdims=True)
+    dx = np.exp(rows)
+    with unbuffered(dx.size):
+        dx *= row_sums(dout_rows)[:, None]
+    np.subtract(dout_rows, dx, out=dx)
+    return dx.reshape(dout.shape)

@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import check_array, check_same_dtype
+from ._kernels import unbuffered
 from .activation import log_softmax_backward, log_softmax_forward
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -498,7 +499,8 @@ def _cross_entropy_class_backward(grad_output, cache: LossCache) -> np.ndarray:
     g = _class_upstream(grad_output, cache, targets.valid, cache.denom)
     wg = np.asarray(targets.weight * g, dtype=dtype)
     dx = np.exp(lp)
-    dx *= np.expand_dims(wg, c)
+    with unbuffered(dx.size):  # a per-row factor: see ._kernels
+        dx *= np.expand_dims(wg, c)
     index = np.expand_dims(targets.index, c)
     picked = np.take_along_axis(dx, index, axis=c)
     np.put_along_axis(dx, index, picked - np.expand_dims(wg, c), axis=c)
