@@ -5,7 +5,9 @@ the square root, then apply a per-feature affine map ``y = x_hat * weight + bias
 backward passes share one fused formula, ``dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with
 ``g = dout * weight`` (seeds 000 and 002 derive it from the computational graph), computed with per-channel or
 per-row sums as BLAS matrix-vector products (:mod:`._kernels`) and in place on handnn-owned arrays, the
-broadcasting passes of large arrays with a small ufunc buffer (:func:`._kernels.unbuffered`).
+broadcasting passes of large arrays with a small ufunc buffer (:func:`._kernels.unbuffered`). BatchNorm and
+GroupNorm keep the centred input instead of ``x_hat`` (:class:`CentredCache`): their output and gradients are then
+per-channel affine maps of it, and no pass is spent building ``x_hat``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ Grads = Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]
 
 
 class NormCache(NamedTuple):
-    """What every normalisation backward needs.
+    """What LayerNorm's backward needs (BatchNorm and GroupNorm keep a :class:`CentredCache`).
 
     x_hat : the normalised input, shape of ``x``.
     inv_std : ``1 / sqrt(var + eps)``, broadcastable to the (grouped) input.
@@ -118,13 +120,6 @@ def channel_sum(x: np.ndarray, dtype=None) -> np.ndarray:
             return x3[:, :, 0].sum(axis=0, dtype=dtype)
         return x3.sum(axis=2, dtype=dtype).sum(axis=0)
     return channel_sums(x.astype(dtype))
-
-
-def channel_dot(a: np.ndarray, b: np.ndarray, scratch: Optional[np.ndarray] = None) -> np.ndarray:
-    """``sum(a * b)`` over every dim but 1: shape (C,). The product goes into ``scratch`` (an array of ``a``'s
-    shape and dtype that may be overwritten) or a temporary, then :func:`channel_sum` (BLAS)."""
-    product = np.multiply(a, b, out=scratch)
-    return channel_sums(product)
 
 
 def _row_dot(a: np.ndarray, b: np.ndarray, scratch: np.ndarray) -> np.ndarray:
@@ -268,7 +263,7 @@ def batch_norm_forward(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
-) -> Tuple[np.ndarray, NormCache]:
+) -> Tuple[np.ndarray, "CentredCache"]:
     """Batch normalisation over every dim but 1 (torch's ``F.batch_norm``).
 
     Parameters
@@ -289,7 +284,7 @@ def batch_norm_forward(
     -------
     out : ndarray, shape of ``x``
         ``(x - mean) / sqrt(var + eps) * weight + bias``.
-    cache : NormCache
+    cache : CentredCache
     """
     # torch's order of checks, so an input with two faults raises what torch raises: shape, batch size,
     # eps, parameter sizes, then the input's dtype and the parameters' dtypes.
@@ -456,7 +451,7 @@ def group_norm_forward(
     weight: Optional[np.ndarray] = None,
     bias: Optional[np.ndarray] = None,
     eps: float = 1e-5,
-) -> Tuple[np.ndarray, NormCache]:
+) -> Tuple[np.ndarray, "CentredCache"]:
     """Group normalisation: statistics per (sample, group of ``C / G`` channels), affine per channel.
 
     Parameters
@@ -468,7 +463,7 @@ def group_norm_forward(
     Returns
     -------
     out : ndarray, shape of ``x``
-    cache : NormCache
+    cache : CentredCache
     """
     # torch's order of checks: rank, values per group, divisibility, parameter sizes, then dtypes (a
     # parameter of another dtype is "mixed dtype"; an integer input without parameters NotImplementedError).

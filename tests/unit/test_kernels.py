@@ -1,0 +1,65 @@
+"""The fast kernels' building blocks (``handnn.functional._kernels``) and the large-array statistics path of
+BatchNorm, without torch: BLAS sums against NumPy's, the buffer size restored, the batch mean and variance against
+float64 NumPy where the data are too ill-conditioned for the parity table."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from handnn import nn
+from handnn.functional import _kernels
+
+LAYERS = {
+    "BatchNorm1d": (lambda d: nn.BatchNorm1d(500, dtype=d), (160, 500)),
+    "BatchNorm1d-3d": (lambda d: nn.BatchNorm1d(16, dtype=d), (60, 16, 90)),
+    "BatchNorm2d": (lambda d: nn.BatchNorm2d(16, dtype=d), (6, 16, 30, 30)),
+}
+
+
+def test_unbuffered_restores_the_buffer_size():
+    before = np.getbufsize()
+    with _kernels.unbuffered(_kernels.UNBUFFERED_FROM):
+        assert np.getbufsize() == _kernels.SMALL_BUFFER
+    assert np.getbufsize() == before
+    with pytest.raises(ZeroDivisionError):
+        with _kernels.unbuffered(_kernels.UNBUFFERED_FROM):
+            1 / 0
+    assert np.getbufsize() == before
+    with _kernels.unbuffered(_kernels.UNBUFFERED_FROM - 1):  # small work: untouched
+        assert np.getbufsize() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blas_sums_are_sums(dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(37, 5, 11)).astype(dtype)
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    a2 = a.reshape(37, -1)
+    np.testing.assert_allclose(_kernels.row_sums(a2), a2.sum(axis=1, dtype=np.float64), rtol=rtol, atol=rtol * 10)
+    np.testing.assert_allclose(_kernels.col_sums(a2), a2.sum(axis=0, dtype=np.float64), rtol=rtol, atol=rtol * 10)
+    np.testing.assert_allclose(_kernels.channel_sums(a), a.sum(axis=(0, 2), dtype=np.float64), rtol=rtol,
+                               atol=rtol * 10)
+    np.testing.assert_allclose(_kernels.channel_sums(a2), a2.sum(axis=0, dtype=np.float64), rtol=rtol,
+                               atol=rtol * 10)
+    assert _kernels.row_sums(a2).dtype == dtype
+    assert np.array_equal(_kernels.row_sums(np.zeros((3, 0), dtype)), np.zeros(3, dtype))
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_batch_statistics_to_float32_rounding(name, seed):
+    """float32 data 1e3 standard deviations off zero (beyond the tolerance table's conditioning, so compared with
+    float64 NumPy here, not torch): the first, float32 BLAS mean is off by many ulps; after the second pass's shift
+    the batch mean (read through momentum=1's running_mean) is the float64 mean to 2 ulps, and the unbiased
+    variance is the float64 one to 1e-5 relative."""
+    build, shape = LAYERS[name]
+    rng = np.random.default_rng(seed)
+    module = build(np.float32)
+    module.momentum = 1.0
+    x = (rng.normal(size=shape) + 1000).astype(np.float32)
+    module(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=axes)
+    ulps = np.abs(module.running_mean.astype(np.float64) - mean) / np.spacing(np.float32(1000))
+    assert ulps.max() <= 2, f"batch mean off by {ulps.max():.1f} ulps"
+    np.testing.assert_allclose(module.running_var, x64.var(axis=axes, ddof=1), rtol=1e-5)
