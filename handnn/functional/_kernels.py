@@ -34,6 +34,12 @@ SMALL_BUFFER = 256
 UNBUFFERED_FROM = 65536
 
 
+def blocks(n: int) -> Iterator[Tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of at most ``BLOCK`` elements covering ``range(n)``: large arrays are
+    processed block by block so that a kernel's several passes run in cache."""
+    return ((start, min(start + BLOCK, n)) for start in range(0, n, BLOCK))
+
+
 def constant_block(value: int, dtype: np.dtype) -> np.ndarray:
     """A read-only 1-d array of ``BLOCK`` elements equal to ``value`` (0 or 1), of ``dtype``."""
     key = (value, dtype)

@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import check_array, normalize_dim
-from ._kernels import BLOCK, UINT_OF, constant_block, row_sums, unbuffered
+from ._kernels import BLOCK, UINT_OF, blocks, constant_block, row_sums, unbuffered
 from .special import erf
 
 
@@ -53,8 +53,7 @@ def relu_values(x: np.ndarray) -> np.ndarray:
         return np.maximum(x, zeros[:x.size].reshape(x.shape))
     out = np.empty_like(x)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-    for start in range(0, x.size, BLOCK):
-        stop = min(start + BLOCK, x.size)
+    for start, stop in blocks(x.size):
         np.maximum(flat_x[start:stop], zeros[:stop - start], out=flat_out[start:stop])
     return out
 
@@ -145,11 +144,6 @@ _AS_P = 0.3275911
 _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-def _blocks(n: int):
-    """``(start, stop)`` of consecutive blocks of at most ``BLOCK`` elements covering ``range(n)``."""
-    return ((start, min(start + BLOCK, n)) for start in range(0, n, BLOCK))
-
-
 def _normal_tail32(x: np.ndarray, e: np.ndarray, out: np.ndarray) -> None:
     """``out = Phi(x)`` for float32 ``x`` (1-d), given ``e = exp(-x^2 / 2)``; absolute error below 3.1e-7
     (measured over 2e6 points in [-10, 10] against the float64 ``erf``).
@@ -236,7 +230,7 @@ def gelu_forward(x: np.ndarray, approximate: str = "none") -> Tuple[np.ndarray, 
     # inf and huge inputs overflow x^2 and give inf * 0 on the way to torch's values (NaN derivatives at +-inf):
     # no warnings, as torch gives none
     with np.errstate(over="ignore", invalid="ignore"):
-        for start, stop in _blocks(x.size):
+        for start, stop in blocks(x.size):
             kernel(flat_x[start:stop], flat_out[start:stop], flat_local[start:stop])
     return out, ActivationCache(local, 1.0 if approximate == "tanh" else 0.0)
 

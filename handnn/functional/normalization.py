@@ -47,12 +47,12 @@ class NormCache(NamedTuple):
 class CentredCache(NamedTuple):
     """What BatchNorm's and GroupNorm's backward needs, with the normalised input kept implicitly.
 
-    ``x_hat = (centred - shift) * inv_std`` (broadcast per row of the (N*C, L) view), never stored: the forward
+    ``x_hat = (centred - shift) * inv_std`` (coefficients broadcast over the trailing dims), never stored: the forward
     output and both gradients are per-channel (or per-(sample, channel)) affine maps of ``centred``, so each costs
     the passes of its own multiply-add and no pass builds ``x_hat``.
 
-    centred : ``x - mean0``, shape (N, C, L) (``x`` viewed as 3-d), ``mean0`` the first estimate of the mean:
-        the one input-sized array kept.
+    centred : ``x - mean0``, shape of ``x`` (N, C, *), ``mean0`` the first estimate of the mean: the one
+        input-sized array kept.
     shift : (N or 1, C) ``mean - mean0``, the second pass's correction (corrected two-pass algorithm); 0 in eval.
     inv_std : (N or 1, C), ``1 / sqrt(var + eps)`` of each element's statistic.
     weight : (C,) or None.
@@ -105,21 +105,14 @@ def _per_channel(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-def channel_sum(x: np.ndarray, dtype=None) -> np.ndarray:
-    """Sum over every dim but 1 of an (N, C, *) array: shape (C,).
-
-    In ``x``'s dtype by a BLAS matrix-vector product; with ``dtype=np.float64``, accumulated in float64 as torch's
-    CPU kernel does for the batch mean (exact for a constant float32 channel): NumPy's own sum below
-    ``UNBUFFERED_FROM`` elements, a float64 copy and BLAS above (3x faster than NumPy's casting sum).
-    """
-    if dtype is None or np.dtype(dtype) == x.dtype:
-        return channel_sums(np.ascontiguousarray(x))
-    if x.size < UNBUFFERED_FROM:
-        x3 = _per_channel(x)
-        if x3.shape[2] == 1:
-            return x3[:, :, 0].sum(axis=0, dtype=dtype)
-        return x3.sum(axis=2, dtype=dtype).sum(axis=0)
-    return channel_sums(x.astype(dtype))
+def channel_sum64(x: np.ndarray) -> np.ndarray:
+    """Sum over every dim but 1 of an (N, C, *) array, accumulated in float64 as torch's CPU kernel does for the
+    batch mean (exact for a constant float32 channel): shape (C,), NumPy's sum (the small arrays' path; large ones
+    sum by BLAS in their own dtype and correct the mean in a second pass)."""
+    x3 = _per_channel(x)
+    if x3.shape[2] == 1:
+        return x3[:, :, 0].sum(axis=0, dtype=np.float64)
+    return x3.sum(axis=2, dtype=np.float64).sum(axis=0)
 
 
 def _row_dot(a: np.ndarray, b: np.ndarray, scratch: np.ndarray) -> np.ndarray:
@@ -320,7 +313,7 @@ def batch_norm_forward(
         # constant float32 channel gives x_hat == 0 exactly, below UNBUFFERED_FROM elements; above, a BLAS sum in
         # x's dtype, which the second pass corrects (the shift).
         if x.size < UNBUFFERED_FROM:
-            mean0 = (channel_sum(x, dtype=np.float64) / n).astype(x.dtype)
+            mean0 = (channel_sum64(x) / n).astype(x.dtype)
         else:
             mean0 = channel_sums(x) / x.dtype.type(n)
         with unbuffered(x.size):
