@@ -35,7 +35,8 @@ def select(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
     """
     bits = UINT_OF[a.dtype]
     mask = np.array(keep, dtype=bits)  # an array even for a 0-d keep (whose ``~`` gives a NumPy scalar)
-    np.multiply(mask, (a if a.flags.c_contiguous else a.copy()).view(bits), out=mask)  # x * 1 = x, x * 0 = 0: exact integers
+    # x * 1 = x, x * 0 = 0: exact on the integers
+    np.multiply(mask, (a if a.flags.c_contiguous else a.copy()).view(bits), out=mask)
     return mask.view(a.dtype)
 
 
