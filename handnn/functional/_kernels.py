@@ -15,7 +15,7 @@ Three measured facts about NumPy (2.x, one thread, this project's benchmark mach
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterator, Tuple
 
 import numpy as np
 
@@ -38,6 +38,28 @@ def blocks(n: int) -> Iterator[Tuple[int, int]]:
     """``(start, stop)`` of consecutive blocks of at most ``BLOCK`` elements covering ``range(n)``: large arrays are
     processed block by block so that a kernel's several passes run in cache."""
     return ((start, min(start + BLOCK, n)) for start in range(0, n, BLOCK))
+
+
+def blockwise(kernel: Callable[..., None], arrays: Tuple[np.ndarray, ...], scratch: int) -> None:
+    """Run an element-wise ``kernel(*array_blocks, *scratch_blocks)`` over consecutive blocks of ``arrays``.
+
+    ``arrays`` (the first is the one updated or defining the shape) are cut into blocks of ``BLOCK`` elements, so
+    that a kernel's several passes (an optimizer step makes 10-13) run on cache-resident blocks instead of streaming
+    whole arrays through memory each time; ``scratch`` buffers of one block each are handed to the kernel for its
+    intermediate results. The kernel must be purely element-wise and write only into its block views. When the
+    arrays cannot be cut alike (shapes or dtypes differ, or one is not C-contiguous) the kernel runs once on the
+    whole arrays with ``None`` for every scratch buffer, so it must write ``t = np.op(..., out=t)``: NumPy then
+    allocates, with its usual broadcasting and type promotion.
+    """
+    first = arrays[0]
+    if not all(a.shape == first.shape and a.dtype == first.dtype and a.flags.c_contiguous for a in arrays):
+        kernel(*arrays, *(None,) * scratch)
+        return
+    n = first.size
+    flat = [a.reshape(-1) for a in arrays]
+    buffers = [np.empty(min(n, BLOCK), first.dtype) for _ in range(scratch)]
+    for start, stop in blocks(n):
+        kernel(*(a[start:stop] for a in flat), *(b[:stop - start] for b in buffers))
 
 
 def constant_block(value: int, dtype: np.dtype) -> np.ndarray:

@@ -5,8 +5,9 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ..functional._kernels import blockwise
 from ..nn.parameter import Parameter
-from .optimizer import Optimizer, ParamsT, check_hyper, new_step
+from .optimizer import Optimizer, ParamsT, check_hyper, effective_grad, new_step
 
 
 def adagrad_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, Any], *, lr: float, lr_decay: float,
@@ -20,15 +21,19 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, Any], *, 
     """
     state["step"] += 1
     step = float(state["step"])
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g + weight_decay * param
     clr = lr / (1 + (step - 1) * lr_decay)
-    state_sum = state["sum"]
-    state_sum += g * g
-    std = np.sqrt(state_sum)
-    std += eps
-    param -= clr * (g / std)
+
+    def kernel(p: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, g_out: np.ndarray, t: np.ndarray) -> None:
+        g = effective_grad(p, grad, weight_decay, maximize, g_out, t)
+        t = np.square(g, out=t)
+        state_sum += t
+        std = np.sqrt(state_sum, out=t)
+        std += eps
+        update = np.divide(g, std, out=std)
+        update *= clr
+        p -= update
+
+    blockwise(kernel, (param, grad, state["sum"]), scratch=2)
 
 
 class Adagrad(Optimizer):

@@ -6,8 +6,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from ..functional._kernels import blockwise
 from ..nn.parameter import Parameter
-from .optimizer import Optimizer, ParamsT, check_hyper, lerp_, new_step
+from .optimizer import Optimizer, ParamsT, check_hyper, effective_grad, lerp_, new_step
 
 
 def adam_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, Any], *, lr: float, beta1: float,
@@ -26,25 +27,32 @@ def adam_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, Any], *, lr:
     """
     state["step"] += 1
     step = float(state["step"])
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            param *= 1 - lr * weight_decay
-        else:
-            g = g + weight_decay * param
-    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-    lerp_(exp_avg, g, 1 - beta1)
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * (g * g)
     bias_correction1 = 1 - beta1 ** step
     bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
-    if amsgrad:
-        np.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-        second = state["max_exp_avg_sq"]
-    else:
+    l2 = 0.0 if decoupled_weight_decay else weight_decay
+
+    def kernel(p: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, *rest) -> None:
+        *max_exp_avg_sq, g_out, t = rest
+        if decoupled_weight_decay and weight_decay != 0:
+            p *= 1 - lr * weight_decay
+        g = effective_grad(p, grad, l2, maximize, g_out, t)
+        lerp_(exp_avg, g, 1 - beta1, t)
+        exp_avg_sq *= beta2
+        t = np.square(g, out=t)
+        t *= 1 - beta2
+        exp_avg_sq += t
         second = exp_avg_sq
-    denom = np.sqrt(second) / bias_correction2_sqrt + eps
-    param -= (lr / bias_correction1) * (exp_avg / denom)
+        if amsgrad:
+            second = np.maximum(max_exp_avg_sq[0], exp_avg_sq, out=max_exp_avg_sq[0])
+        denom = np.sqrt(second, out=t)
+        denom /= bias_correction2_sqrt
+        denom += eps
+        update = np.divide(exp_avg, denom, out=denom)
+        update *= lr / bias_correction1
+        p -= update
+
+    ams = (state["max_exp_avg_sq"],) if amsgrad else ()
+    blockwise(kernel, (param, grad, state["exp_avg"], state["exp_avg_sq"], *ams), scratch=2)
 
 
 class Adam(Optimizer):

@@ -185,9 +185,25 @@ def check_hyper(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def lerp_(a: np.ndarray, b: np.ndarray, weight: float) -> None:
-    """``a <- a + weight (b - a)`` in place, with torch's two-branch formula for rounding parity."""
+def lerp_(a: np.ndarray, b: np.ndarray, weight: float, scratch: Optional[np.ndarray] = None) -> None:
+    """``a <- a + weight (b - a)`` in place, with torch's two-branch formula for rounding parity; ``scratch``
+    (``a``'s shape, or None to allocate) holds ``b - a``."""
+    diff = np.subtract(b, a, out=scratch)
     if abs(weight) < 0.5:
-        a += weight * (b - a)
+        diff *= weight
+        a += diff
     else:
-        a[...] = b - (b - a) * (1 - weight)
+        diff *= 1 - weight
+        np.subtract(b, diff, out=a)
+
+
+def effective_grad(param: np.ndarray, grad: np.ndarray, weight_decay: float, maximize: bool,
+                   out: Optional[np.ndarray], scratch: Optional[np.ndarray]) -> np.ndarray:
+    """``g = -grad if maximize else grad``, then ``g = g + weight_decay * param`` (torch's L2 term) when
+    ``weight_decay != 0``; ``grad`` itself when neither applies (never written to). ``out`` receives a new ``g``
+    and ``scratch`` the decay term (either None to allocate)."""
+    g = np.negative(grad, out=out) if maximize else grad
+    if weight_decay != 0:
+        decay = np.multiply(param, weight_decay, out=scratch)
+        g = np.add(g, decay, out=out)
+    return g

@@ -5,8 +5,9 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ..functional._kernels import blockwise
 from ..nn.parameter import Parameter
-from .optimizer import Optimizer, ParamsT, check_hyper, lerp_, new_step
+from .optimizer import Optimizer, ParamsT, check_hyper, effective_grad, lerp_, new_step
 
 
 def rmsprop_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, Any], *, lr: float, alpha: float,
@@ -21,26 +22,34 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, Any], *, 
         momentum: buf = momentum buf + g / avg (buf starts at zeros); p -= lr buf   else: p -= lr g / avg
     """
     state["step"] += 1
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g + weight_decay * param
-    square_avg = state["square_avg"]
-    square_avg *= alpha
-    square_avg += (1 - alpha) * (g * g)
-    if centered:
-        grad_avg = state["grad_avg"]
-        lerp_(grad_avg, g, 1 - alpha)
-        avg = np.sqrt(square_avg - grad_avg * grad_avg)
-    else:
-        avg = np.sqrt(square_avg)
-    avg += eps
-    if momentum > 0:
-        buf = state["momentum_buffer"]
-        buf *= momentum
-        buf += g / avg
-        param -= lr * buf
-    else:
-        param -= lr * (g / avg)
+
+    def kernel(p: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *rest) -> None:
+        *extra, g_out, t = rest
+        g = effective_grad(p, grad, weight_decay, maximize, g_out, t)
+        square_avg *= alpha
+        t = np.square(g, out=t)
+        t *= 1 - alpha
+        square_avg += t
+        if centered:
+            grad_avg = extra[-1]
+            lerp_(grad_avg, g, 1 - alpha, t)
+            t = np.square(grad_avg, out=t)
+            avg = np.sqrt(np.subtract(square_avg, t, out=t), out=t)
+        else:
+            avg = np.sqrt(square_avg, out=t)
+        avg += eps
+        step = np.divide(g, avg, out=avg)
+        if momentum > 0:
+            buf = extra[0]
+            buf *= momentum
+            buf += step
+            step = np.multiply(buf, lr, out=step)
+        else:
+            step *= lr
+        p -= step
+
+    extra = ((state["momentum_buffer"],) if momentum > 0 else ()) + ((state["grad_avg"],) if centered else ())
+    blockwise(kernel, (param, grad, state["square_avg"], *extra), scratch=2)
 
 
 class RMSprop(Optimizer):

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from ..nn.parameter import Parameter
-from .optimizer import Optimizer, ParamsT, check_hyper
+from .optimizer import Optimizer, ParamsT, check_hyper, effective_grad
 
 
 def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np.ndarray], *, lr: float,
@@ -21,9 +21,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np.n
         g = g + momentum * buf if nesterov else buf
         p -= lr * g
     """
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g + weight_decay * param
+    g = effective_grad(param, grad, weight_decay, maximize, None, None)
     if momentum != 0:
         if momentum_buffer is None:
             momentum_buffer = np.array(g, copy=True)

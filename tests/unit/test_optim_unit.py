@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from handnn import optim
+from handnn.functional import _kernels
 from handnn.nn import Parameter
 from handnn.optim import lr_scheduler
 from handnn.optim.adagrad import adagrad_step
@@ -364,6 +365,39 @@ def test_zero_grad(rng, set_to_none):
     else:
         assert a.grad is grad
         np.testing.assert_array_equal(grad, np.zeros(3))
+
+
+# ---- blocks ---------------------------------------------------------------------------------------------------------
+BLOCKED = [(optim.Adam, dict(lr=0.05, betas=(0.7, 0.99), eps=1e-3, weight_decay=0.1, amsgrad=True, maximize=True)),
+           (optim.Adam, dict(lr=0.05, betas=(0.3, 0.95))),  # lerp's other branch
+           (optim.AdamW, dict(lr=0.05, weight_decay=0.2, amsgrad=True, maximize=True)),
+           (optim.RMSprop, dict(lr=0.005, alpha=0.9, centered=True, momentum=0.7, weight_decay=0.1, maximize=True)),
+           (optim.RMSprop, dict(lr=0.01, alpha=0.3, centered=True)),
+           (optim.RMSprop, dict(lr=0.01, weight_decay=0.3)),
+           (optim.Adagrad, dict(lr=0.2, lr_decay=0.05, initial_accumulator_value=0.2, weight_decay=0.1, eps=1e-3,
+                                maximize=True))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls, kwargs", BLOCKED, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(BLOCKED)])
+def test_blocks_change_no_bit(rng, dtype, cls, kwargs):
+    """A parameter of 2.3 blocks updated block by block (C-contiguous gradients) and as whole arrays (the same
+    gradients in Fortran order, which blocks cannot cut alike) ends bit for bit equal, state included: the
+    kernels are element-wise, so blocks may only change speed."""
+    shape = (300, 500)
+    assert math.prod(shape) > 2 * _kernels.BLOCK
+    start = rng.standard_normal(shape).astype(dtype)
+    grads = [rng.standard_normal(shape).astype(dtype) for _ in range(4)]
+    blocked, whole = Parameter(start.copy()), Parameter(start.copy())
+    opt_blocked, opt_whole = cls([blocked], **kwargs), cls([whole], **kwargs)
+    for g in grads:
+        blocked.grad, whole.grad = g, np.asfortranarray(g)
+        opt_blocked.step()
+        opt_whole.step()
+    np.testing.assert_array_equal(blocked.data, whole.data)
+    assert not np.array_equal(blocked.data, start)
+    for key, value in opt_whole.state[whole].items():
+        np.testing.assert_array_equal(opt_blocked.state[blocked][key], value, err_msg=key)
 
 
 # ---- validation ---------------------------------------------------------------------------------------------------
