@@ -29,15 +29,15 @@ class ActivationCache(NamedTuple):
 def select(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``np.where(keep, a, 0)`` (a new array; +0.0 where not kept, NaN in ``a`` dropped where not kept).
 
-    Computed on the bits: ``keep`` as 0/1 integers times ``a`` viewed as unsigned integers, which is ``a``'s bit
-    pattern or 0. ``np.where`` on a random boolean mask runs ~10x slower (it has no SIMD loop) and ``a * keep`` in
-    floating point would turn a dropped NaN or inf into NaN.
+    Computed on the bits: ``keep``'s bytes (0/1, viewed as uint8) times ``a`` viewed as unsigned integers, which is
+    ``a``'s bit pattern or 0. ``np.where`` on a random boolean mask runs ~10x slower (it has no SIMD loop) and
+    ``a * keep`` in floating point would turn a dropped NaN or inf into NaN.
     """
     bits = UINT_OF[a.dtype]
-    mask = np.array(keep, dtype=bits)  # an array even for a 0-d keep (whose ``~`` gives a NumPy scalar)
-    # x * 1 = x, x * 0 = 0: exact on the integers
-    np.multiply(mask, (a if a.flags.c_contiguous else a.copy()).view(bits), out=mask)
-    return mask.view(a.dtype)
+    keep = np.asarray(keep)
+    # x * 1 = x, x * 0 = 0: exact on the integers; uint8 x uint{32,64} promotes to the wider type
+    out = np.multiply(keep.view(np.uint8), (a if a.flags.c_contiguous else a.copy()).view(bits))
+    return out.view(a.dtype)
 
 
 def relu_values(x: np.ndarray) -> np.ndarray:
@@ -72,7 +72,9 @@ def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, ActivationCache]:
 
 def relu_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
     """``dx = 0`` where ``y <= 0``, else ``dout`` (torch's ``threshold_backward``: NaN passes ``dout``)."""
-    return select(~(cache.saved <= 0), dout)
+    keep = np.asarray(cache.saved <= 0)  # an array even for 0-d input
+    np.logical_not(keep, out=keep)  # ~(y <= 0), not y > 0: a NaN output passes dout
+    return select(keep, dout)
 
 
 # ---- LeakyReLU: y = x if x > 0 else slope * x ---------------------------------------------------

@@ -108,13 +108,17 @@ class Optimizer:
         """One update of every parameter that has a gradient (those without one are skipped, as in torch)."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    state = self.state.get(p, {})
-                    self._update(p, p.grad, state, group)
-                    if state:  # torch keeps no entry for a parameter without state (SGD without momentum)
-                        self.state.setdefault(p, state)
+            self._step_group(group)
         return loss
+
+    def _step_group(self, group: Dict[str, Any]) -> None:
+        """Update every parameter of ``group`` that has a gradient."""
+        for p in group["params"]:
+            if p.grad is not None:
+                state = self.state.get(p, {})
+                self._update(p, p.grad, state, group)
+                if state:  # torch keeps no entry for a parameter without state (SGD without momentum)
+                    self.state.setdefault(p, state)
 
     def _update(self, p: Parameter, grad: np.ndarray, state: Dict[str, Any], group: Dict[str, Any]) -> None:
         raise NotImplementedError
