@@ -4,20 +4,21 @@ All three normalise ``x_hat = (x - mean) / sqrt(var + eps)`` with the *biased* v
 the square root, then apply a per-feature affine map ``y = x_hat * weight + bias``. Their training-mode
 backward passes share one fused formula, ``dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with
 ``g = dout * weight`` (seeds 000 and 002 derive it from the computational graph), computed with per-channel or
-per-row sums as BLAS matrix-vector products (:mod:`._kernels`) and in place on handnn-owned arrays, the
-broadcasting passes of large arrays with a small ufunc buffer (:func:`._kernels.unbuffered`). BatchNorm and
-GroupNorm keep the centred input instead of ``x_hat`` (:class:`CentredCache`): their output and gradients are then
-per-channel affine maps of it, and no pass is spent building ``x_hat``.
+per-row sums as BLAS matrix-vector products and sums of products as row dot products (:mod:`._kernels`), in place
+on handnn-owned arrays, the broadcasting passes of large arrays with a small ufunc buffer
+(:func:`._kernels.unbuffered`). BatchNorm and GroupNorm keep the centred input instead of ``x_hat``
+(:class:`CentredCache`): their output and gradients are then per-channel affine maps of it, and no pass is spent
+building ``x_hat``; beyond two dims they work through blocks of channel rows that stay in cache.
 """
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import Iterator, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .._validation import check_array, check_same_dtype
-from ._kernels import UNBUFFERED_FROM, channel_sums, col_sums, row_sums, unbuffered
+from ._kernels import BLOCK, UNBUFFERED_FROM, channel_sums, col_sums, ones, row_dots, row_sums, unbuffered
 
 Grads = Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]
 
@@ -115,23 +116,17 @@ def channel_sum64(x: np.ndarray) -> np.ndarray:
     return x3.sum(axis=2, dtype=np.float64).sum(axis=0)
 
 
-def _row_dot(a: np.ndarray, b: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """Row-wise ``sum(a * b)`` of two (M, K) arrays through ``scratch`` (overwritten): shape (M,)."""
-    np.multiply(a, b, out=scratch)
-    return row_sums(scratch)
-
-
-def _rows_normalized(x2: np.ndarray, eps: float, scratch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _rows_normalized(x2: np.ndarray, eps: float) -> Tuple[np.ndarray, np.ndarray]:
     """Normalise each row of a 2-d (M, K) array: ``x_hat`` (a new array) and ``inv_std`` of shape (M, 1).
 
-    Two passes for the statistics (mean, then the squares of the centred values through ``scratch``, an (M, K)
-    array that is overwritten), as torch does: no cancellation from ``E[x^2] - E[x]^2``.
+    Two passes for the statistics (mean, then the squares of the centred values), as torch does: no cancellation
+    from ``E[x^2] - E[x]^2``.
     """
     k = x2.shape[1]
     mean = (row_sums(np.ascontiguousarray(x2)) / k)[:, None]
     with unbuffered(x2.size):
         x_hat = np.subtract(x2, mean)
-    var = (_row_dot(x_hat, x_hat, scratch) / k)[:, None]
+    var = (row_dots(x_hat, x_hat) / k)[:, None]
     inv_std = 1 / np.sqrt(var + eps)
     with unbuffered(x2.size):
         x_hat *= inv_std
@@ -143,7 +138,7 @@ def _rows_backward(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, scratc
     returns ``inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with means along each row."""
     k = g.shape[1]
     mean_g = (row_sums(g) / k)[:, None]
-    mean_gx = (_row_dot(g, x_hat, scratch) / k)[:, None]
+    mean_gx = (row_dots(g, x_hat) / k)[:, None]
     with unbuffered(g.size):
         g -= mean_g
         g -= np.multiply(x_hat, mean_gx, out=scratch)
@@ -159,10 +154,67 @@ def _expand(v: np.ndarray, ndim: int) -> np.ndarray:
 def _centred_affine(centred: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """``centred * scale + offset``, (N, C, *) array, (N or 1, C) coefficients broadcast over the trailing dims."""
     out = np.empty_like(centred)
+    if centred.ndim == 2:
+        with unbuffered(out.size):
+            np.multiply(centred, scale, out=out)
+            out += offset
+        return out
+    rows, out_rows = _channel_rows(centred), _channel_rows(out)
+    scale, offset = _row_coefficient(scale, centred.shape), _row_coefficient(offset, centred.shape)
     with unbuffered(out.size):
-        np.multiply(centred, _expand(scale, centred.ndim), out=out)
-        out += _expand(offset, centred.ndim)
+        for r0, r1 in _row_blocks(rows.shape[0], rows.shape[1]):
+            block = out_rows[r0:r1]
+            np.multiply(rows[r0:r1], scale[r0:r1], out=block)
+            block += offset[r0:r1]
     return out
+
+
+# ---- row blocks: an (N, C, *) array as N*C rows, processed a cache-sized block of rows at a time ----------------
+# Each of the (N*C, L) "channel rows" has its own coefficient (a per-channel or per-(sample, channel) value); the
+# kernels below make their several passes over one block of rows while it is in cache, instead of streaming the
+# whole array through memory once per pass (3-5 passes per kernel).
+def _channel_rows(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous (N, C, *) array as its (N*C, L) rows (a view)."""
+    return a.reshape(a.shape[0] * a.shape[1], -1)
+
+
+def _row_coefficient(v: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """An (N or 1, C) coefficient as one value per channel row: (N*C, 1)."""
+    return np.broadcast_to(v, shape[:2]).reshape(-1, 1)
+
+
+def _row_blocks(m: int, length: int) -> Iterator[Tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of rows of ``length`` elements, about ``BLOCK`` elements each (at
+    least one row)."""
+    step = max(1, BLOCK // max(length, 1))
+    return ((start, min(start + step, m)) for start in range(0, m, step))
+
+
+def _centre_rows(rows: np.ndarray, mean0: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``centred = rows - mean0`` for a C-contiguous (M, K) array, with the sums of ``centred`` and of its squares
+    per row ((M,) each, BLAS in the rows' dtype), one block of rows at a time.
+
+    ``mean0`` : (M, 1), or None for each row's own mean (a BLAS sum, corrected later by the second pass).
+    """
+    m, k = rows.shape
+    dtype = rows.dtype
+    centred = np.empty_like(rows)
+    sums, sums_sq = np.zeros(m, dtype), np.zeros(m, dtype)
+    if k == 0:
+        return centred, sums, sums_sq
+    one = ones(k, dtype)
+    with unbuffered(rows.size):
+        for r0, r1 in _row_blocks(m, k):
+            block = centred[r0:r1]
+            if mean0 is None:
+                mean = np.matmul(rows[r0:r1], one)[:, None]
+                mean /= dtype.type(k)
+            else:
+                mean = mean0[r0:r1]
+            np.subtract(rows[r0:r1], mean, out=block)
+            np.matmul(block, one, out=sums[r0:r1])
+            row_dots(block, block, out=sums_sq[r0:r1])
+    return centred, sums, sums_sq
 
 
 def _second_pass(sums: np.ndarray, sums_sq: np.ndarray, count: int,
@@ -187,24 +239,32 @@ def _affine_coefficients(inv_std: np.ndarray, shift: np.ndarray, weight: Optiona
     return a.astype(dtype), c.astype(dtype)
 
 
-def _pair_sums(a: np.ndarray) -> np.ndarray:
-    """Sums of an (N, C, *) array over its trailing dims: (N, C), float64 (BLAS accumulation in a's dtype)."""
-    n, c = a.shape[:2]
-    if a.ndim == 2:
-        return a.astype(np.float64)
-    return row_sums(a.reshape(n * c, -1)).astype(np.float64).reshape(n, c)
+def _grad_sums(dout: np.ndarray, centred: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``sum(dout)`` and ``sum(dout * centred)`` over the trailing dims of two C-contiguous (N, C, *) arrays with
+    more than two dims: (N, C) each, in their dtype, one block of channel rows at a time."""
+    d_rows, c_rows = _channel_rows(dout), _channel_rows(centred)
+    m, length = d_rows.shape
+    s_dout, s_dc = np.zeros(m, dout.dtype), np.zeros(m, dout.dtype)
+    if length:
+        one = ones(length, dout.dtype)
+        for r0, r1 in _row_blocks(m, length):  # dout's block read twice, the second time from cache
+            np.matmul(d_rows[r0:r1], one, out=s_dout[r0:r1])
+            row_dots(d_rows[r0:r1], c_rows[r0:r1], out=s_dc[r0:r1])
+    return s_dout.reshape(dout.shape[:2]), s_dc.reshape(dout.shape[:2])
 
 
 def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``dout`` (C-contiguous) and its sums ``sum(dout)`` and ``sum(dout * x_hat)`` per statistic's channel:
-    float64, (1, C) for BatchNorm (over the batch too), (N, C) for GroupNorm. One pass for the product."""
+    float64, (1, C) for BatchNorm (over the batch too), (N, C) for GroupNorm."""
     dout = np.ascontiguousarray(dout)
-    product = np.multiply(dout, cache.centred)
-    if cache.group_size:
-        s_dout, s_dc = _pair_sums(dout), _pair_sums(product)
+    if dout.ndim == 2:
+        s_dout, s_dc = dout, np.multiply(dout, cache.centred)
     else:
-        s_dout = channel_sums(dout).astype(np.float64)[None, :]
-        s_dc = channel_sums(product).astype(np.float64)[None, :]
+        s_dout, s_dc = _grad_sums(dout, cache.centred)
+    if cache.group_size:
+        s_dout, s_dc = s_dout.astype(np.float64), s_dc.astype(np.float64)
+    else:  # BatchNorm: over the batch too
+        s_dout, s_dc = col_sums(s_dout).astype(np.float64)[None, :], col_sums(s_dc).astype(np.float64)[None, :]
     s_dxhat = cache.inv_std * (s_dc - cache.shift * s_dout)  # sum(dout * (centred - shift)) * inv_std
     return dout, s_dout, s_dxhat
 
@@ -212,9 +272,10 @@ def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, n
 def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray, s_dxhat: np.ndarray) -> np.ndarray:
     """dx of BatchNorm / GroupNorm, ``inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with ``g = dout * w``,
     from the sums of :func:`_centred_grads`: ``(g + centred * B + C) * inv_std`` with per-channel (BatchNorm) or
-    per-(sample, channel) (GroupNorm) coefficients, five passes. The bracket is summed before the scaling, as in
-    the formula: with a large ``inv_std`` (a near-constant group) scaling first would leave its rounding noise
-    where the terms cancel (a group of one value gives exactly 0 this way)."""
+    per-(sample, channel) (GroupNorm) coefficients, five passes (over blocks of channel rows beyond two dims). The
+    bracket is summed before the scaling, as in the formula: with a large ``inv_std`` (a near-constant group)
+    scaling first would leave its rounding noise where the terms cancel (a group of one value gives exactly 0 this
+    way)."""
     n, c = dout.shape[:2]
     length = dout.size // (n * c)
     w = None if cache.weight is None else cache.weight.reshape(c).astype(np.float64)
@@ -232,18 +293,37 @@ def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray,
     mean_gx = mean(s_dxhat if w is None else w * s_dxhat)
     b = -inv_std * mean_gx  # centred * b + c = -mean_gx * x_hat - mean_g
     offset = -mean_g - b * shift
+    dtype = dout.dtype
+    coefficients = (None if w is None else cache.weight.reshape(1, c), b.astype(dtype), offset.astype(dtype),
+                    inv_std.astype(dtype))
     dx = np.empty_like(dout)
-    scratch = np.empty_like(dout)
-    nd, dtype = dout.ndim, dout.dtype
+    if dout.ndim == 2:
+        with unbuffered(dx.size):
+            _bracket_times_inv_std(dx, dout, cache.centred, np.empty_like(dout), *coefficients)
+        return dx
+    rows = [_channel_rows(a) for a in (dx, dout, cache.centred)]
+    coefficients = tuple(None if v is None else _row_coefficient(v, dout.shape) for v in coefficients)
+    blocks = list(_row_blocks(n * c, length))
+    scratch = np.empty((blocks[0][1] - blocks[0][0], length), dtype)
     with unbuffered(dx.size):
-        if w is None:
-            np.copyto(dx, dout)
-        else:
-            np.multiply(dout, _expand(cache.weight.reshape(1, c), nd), out=dx)
-        dx += np.multiply(cache.centred, _expand(b.astype(dtype), nd), out=scratch)
-        dx += _expand(offset.astype(dtype), nd)
-        dx *= _expand(inv_std.astype(dtype), nd)
+        for r0, r1 in blocks:
+            _bracket_times_inv_std(*(a[r0:r1] for a in rows), scratch[:r1 - r0],
+                                   *(None if v is None else v[r0:r1] for v in coefficients))
     return dx
+
+
+def _bracket_times_inv_std(dx: np.ndarray, dout: np.ndarray, centred: np.ndarray, scratch: np.ndarray,
+                           weight: Optional[np.ndarray], b: np.ndarray, offset: np.ndarray,
+                           inv_std: np.ndarray) -> None:
+    """``dx = (dout * weight + centred * b + offset) * inv_std`` (no weight: ``dout``), coefficients broadcasting
+    against the arrays; ``scratch`` of their shape is overwritten."""
+    if weight is None:
+        np.copyto(dx, dout)
+    else:
+        np.multiply(dout, weight, out=dx)
+    dx += np.multiply(centred, b, out=scratch)
+    dx += offset
+    dx *= inv_std
 
 
 # ---- BatchNorm -----------------------------------------------------------------------------------
@@ -316,10 +396,16 @@ def batch_norm_forward(
             mean0 = (channel_sum64(x) / n).astype(x.dtype)
         else:
             mean0 = channel_sums(x) / x.dtype.type(n)
-        with unbuffered(x.size):
-            centred = np.subtract(x, mean0.reshape(bshape))  # the one input-sized array the cache keeps
-        shift, var_sum, inv_std = _second_pass(channel_sums(centred), channel_sums(np.multiply(centred, centred)),
-                                               n, eps)
+        if x.ndim == 2:
+            with unbuffered(x.size):
+                centred = np.subtract(x, mean0.reshape(bshape))  # the one input-sized array the cache keeps
+            sums, sums_sq = col_sums(centred), col_sums(np.multiply(centred, centred))
+        else:  # by blocks of channel rows, then the rows' sums summed per channel
+            mean0_rows = _row_coefficient(mean0[None, :], x.shape)
+            centred, sums, sums_sq = _centre_rows(_channel_rows(x), mean0_rows)
+            centred = centred.reshape(x.shape)
+            sums, sums_sq = (col_sums(v.reshape(x.shape[:2])) for v in (sums, sums_sq))
+        shift, var_sum, inv_std = _second_pass(sums, sums_sq, n, eps)
         mean64 = mean0 + shift
         # torch's update order: momentum * batch_stat + (1 - momentum) * running, unbiased variance; computed
         # in float64 and rounded into the buffers.
@@ -409,12 +495,11 @@ def layer_norm_forward(
                 raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got "
                                    f"{name} of shape {list(v.shape)} and normalized_shape = {list(shape)}")
     axes = tuple(range(x.ndim - k, x.ndim))
-    out = np.empty(x.shape, x.dtype)  # the output, first the squares' scratch
-    x_hat, inv_std = _rows_normalized(x.reshape(-1, math.prod(shape)), eps, out.reshape(-1, math.prod(shape)))
+    x_hat, inv_std = _rows_normalized(x.reshape(-1, math.prod(shape)), eps)
     x_hat = x_hat.reshape(x.shape)
     inv_std = inv_std.reshape(x.shape[:x.ndim - k] + (1,) * k)
     param_axes = tuple(range(x.ndim - k))
-    return _affine(x_hat, weight, bias, out), NormCache(x_hat, inv_std, weight, bias is not None, axes, param_axes)
+    return _affine(x_hat, weight, bias), NormCache(x_hat, inv_std, weight, bias is not None, axes, param_axes)
 
 
 def layer_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
@@ -484,10 +569,8 @@ def group_norm_forward(
     x = np.ascontiguousarray(x)
     rows = x.reshape(n * num_groups, -1)  # one row per (sample, group)
     k = rows.shape[1]
-    mean0 = row_sums(rows) / x.dtype.type(k) if k else np.zeros(rows.shape[0], x.dtype)
-    with unbuffered(x.size):
-        centred = np.subtract(rows, mean0[:, None])  # the one input-sized array the cache keeps
-    shift, _, inv_std = _second_pass(row_sums(centred), row_sums(np.multiply(centred, centred)), max(k, 1), eps)
+    centred, sums, sums_sq = _centre_rows(rows)  # centred: the one input-sized array the cache keeps
+    shift, _, inv_std = _second_pass(sums, sums_sq, max(k, 1), eps)
 
     def per_channel(v: np.ndarray) -> np.ndarray:  # (N * G,) -> (N, C): each channel its group's value
         return np.repeat(v.reshape(n, num_groups), size, axis=1)

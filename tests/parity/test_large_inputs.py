@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from handnn import nn
-from handnn.functional import _kernels
+from handnn.functional import _kernels, normalization
 from reference import assert_step_parity, to_torch
 
 #: shapes of at least _kernels.UNBUFFERED_FROM elements (and beyond one GELU block)
@@ -34,6 +34,19 @@ LAYERS = {
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_large_input_parity(name, dtype, seed):
+    _check_parity(name, dtype, seed)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(n for n in LAYERS if "Norm" in n))
+def test_many_blocks_parity(name, dtype, seed, monkeypatch):
+    """BatchNorm and GroupNorm work through blocks of rows (``normalization._row_blocks``): with a block of 1000
+    elements, every block holds one row (or a few short ones) and the last one is partial; torch's results hold."""
+    monkeypatch.setattr(normalization, "BLOCK", 1000)
+    _check_parity(name, dtype, seed)
+
+
+def _check_parity(name, dtype, seed):
     build, shape = LAYERS[name]
     assert np.prod(shape) >= _kernels.UNBUFFERED_FROM
     rng = np.random.default_rng(seed)

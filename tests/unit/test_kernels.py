@@ -45,6 +45,27 @@ def test_blas_sums_are_sums(dtype, seed):
     assert np.array_equal(_kernels.row_sums(np.zeros((3, 0), dtype)), np.zeros(3, dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("vecdot", [True, False], ids=["vecdot", "multiply-gemv"])
+def test_row_dots_are_row_dot_products(dtype, vecdot, seed, monkeypatch):
+    """Both implementations (NumPy >= 2's ``vecdot``, older NumPy's multiply and matrix-vector product) against
+    float64 sums of the products, into ``out`` too."""
+    if not vecdot:
+        monkeypatch.setattr(_kernels, "_vecdot", None)
+    elif _kernels._vecdot is None:
+        pytest.skip("this NumPy has no vecdot")  # NumPy < 2.0: the other parametrisation covers it
+    rng = np.random.default_rng(seed)
+    a, b = (rng.normal(size=(37, 300)).astype(dtype) for _ in range(2))
+    expected = (a.astype(np.float64) * b).sum(axis=1)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    dots = _kernels.row_dots(a, b)
+    assert dots.dtype == dtype and dots.shape == (37,)
+    np.testing.assert_allclose(dots, expected, rtol=rtol, atol=rtol * 10)
+    out = np.empty(37, dtype)
+    assert _kernels.row_dots(a, b, out=out) is out
+    np.testing.assert_array_equal(out, dots)
+
+
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_batch_statistics_to_float32_rounding(name, seed):
     """float32 data 1e3 standard deviations off zero (beyond the tolerance table's conditioning, so compared with
