@@ -14,8 +14,8 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import check_array, check_same_dtype
-from ._kernels import unbuffered
-from .activation import log_softmax_backward, log_softmax_forward
+from ._kernels import row_sums, unbuffered
+from .activation import SoftmaxCache, _rows, log_softmax_backward, log_softmax_forward
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -25,8 +25,8 @@ class LossCache(NamedTuple):
 
     local : d(unreduced loss)/d(input) per element, with weights already applied (shape of the input),
         or, for the class losses, d(unreduced loss)/d(log-probabilities) per unit of upstream gradient
-        (CrossEntropy with class targets and no smoothing keeps the log-probabilities here instead: its
-        backward needs nothing else, see ``CrossEntropyExtra.direct``).
+        (CrossEntropy with class targets and no smoothing keeps the log-probabilities here instead, or for
+        (N, C) logits the probabilities: its backward needs nothing else, see ``CrossEntropyExtra.direct``).
     reduction : 'none' | 'mean' | 'sum'
     denom : what 'mean' divides the summed losses by
     loss_shape : shape of the unreduced loss
@@ -350,10 +350,29 @@ def _scatter(values: np.ndarray, index: np.ndarray, like: np.ndarray) -> np.ndar
 
 def _nll(lp: np.ndarray, targets: ClassTargets, reduction: str):
     """Unreduced NLL ``-w[y] lp[y]``, the reduced value, and the mean's denominator ``sum w[y]``."""
+    return _nll_picked(_pick(lp, targets.index), targets, reduction)
+
+
+def _nll_picked(picked: np.ndarray, targets: ClassTargets, reduction: str):
+    """:func:`_nll` from the log-probabilities at the targets, ``lp[y]``."""
     # an array even for a (C,) input, whose product of 0-d arrays NumPy would turn into a scalar
-    loss = np.asarray(-targets.weight * _pick(lp, targets.index))
-    denom = float(targets.weight.sum(dtype=lp.dtype))
+    loss = np.asarray(-targets.weight * picked)
+    denom = float(targets.weight.sum(dtype=picked.dtype))
     return loss, _reduce(loss, reduction, denom), denom
+
+
+def _softmax_rows_and_picked(rows: np.ndarray, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For (N, C) logits: the softmax probabilities (a new array) and the log-probabilities at ``index`` (N,),
+    ``shifted[y] - log(sum(exp(shifted)))`` with ``shifted = x - max``, the same values as ``log_softmax``'s.
+    Five passes, one input-sized array; CrossEntropy's backward then needs one multiplication instead of an exp."""
+    with unbuffered(rows.size):  # row-wise broadcasting, sums by BLAS (see ._kernels)
+        shifted = np.subtract(rows, rows.max(axis=1, keepdims=True))
+    picked = np.take_along_axis(shifted, index[:, None], axis=1)[:, 0]
+    probs = np.exp(shifted, out=shifted)
+    sums = row_sums(probs)
+    with unbuffered(rows.size):
+        probs /= sums[:, None]
+    return probs, picked - np.log(sums)
 
 
 def _class_upstream(grad_output, cache: LossCache, valid: np.ndarray, denom: float) -> np.ndarray:
@@ -401,6 +420,7 @@ class CrossEntropyExtra(NamedTuple):
     smooth_denom: float
     targets: Optional[ClassTargets] = None  # None for probability targets
     direct: bool = False  # class targets without smoothing: backward from the log-probabilities alone
+    probabilities: bool = False  # softmax_cache holds the softmax probabilities, not the log-probabilities
 
 
 def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ignore_index: int = -100,
@@ -421,7 +441,6 @@ def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ig
         raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
     c = _class_dim(input)
     classes = input.shape[c]
-    lp, sm_cache = log_softmax_forward(input, c)
     wshape = [1] * input.ndim
     wshape[c] = classes
     if isinstance(target, np.ndarray) and target.shape == input.shape:
@@ -434,6 +453,7 @@ def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ig
             raise RuntimeError("ignore_index is not supported for floating point target")
         if weight is not None:
             check_same_dtype(input, weight, "cross_entropy")
+        lp, sm_cache = log_softmax_forward(input, c)
         probs = target * (1 - label_smoothing) + label_smoothing / classes if label_smoothing > 0 else target
         wy = probs * weight.reshape(wshape) if weight is not None else probs
         loss = -(lp * wy).sum(axis=c)
@@ -441,6 +461,15 @@ def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ig
         value = _reduce(loss, reduction, denom)
         return value, LossCache(-wy, reduction, denom, loss.shape, input.shape, CrossEntropyExtra(sm_cache, None, 0))
     targets = _class_targets(input, target, weight, ignore_index, "cross_entropy")
+    rows = _rows(input, c)
+    if label_smoothing <= 0 and rows is not None and input.ndim == 2:
+        # (N, C) logits: the probabilities are kept instead of the log-probabilities (backward: no exp pass)
+        probs, picked = _softmax_rows_and_picked(rows, targets.index)
+        loss, value, denom = _nll_picked(picked, targets, reduction)
+        return value, LossCache(probs, reduction, denom, loss.shape, input.shape,
+                                CrossEntropyExtra(SoftmaxCache(probs, c), None, 0.0, targets, direct=True,
+                                                  probabilities=True))
+    lp, sm_cache = log_softmax_forward(input, c)
     loss, value, denom = _nll(lp, targets, reduction)
     if label_smoothing <= 0:
         # no input-sized scatter: backward builds dL/dx directly from the log-probabilities (see below)
@@ -490,18 +519,23 @@ def _cross_entropy_class_backward(grad_output, cache: LossCache) -> np.ndarray:
     by a total weight of 0 the general path runs instead, for torch's NaN pattern.
     """
     extra: CrossEntropyExtra = cache.extra
-    lp, c = extra.softmax_cache
+    y, c = extra.softmax_cache  # the log-probabilities, or the probabilities themselves
     targets = extra.targets
-    dtype = lp.dtype
+    dtype = y.dtype
     if cache.reduction == "mean" and cache.denom == 0:
-        local = _scatter(-targets.weight, targets.index, lp)
+        # Every row's upstream gradient is then 0 (ignored) or NaN, so the cached values enter the general path
+        # only as exp(y) * 0 or exp(y) * NaN: probabilities serve as well as log-probabilities (exp(y) finite).
+        local = _scatter(-targets.weight, targets.index, y)
         return cross_entropy_backward(grad_output, cache._replace(local=local, extra=extra._replace(direct=False)))
     g = _class_upstream(grad_output, cache, targets.valid, cache.denom)
-    wg = np.asarray(targets.weight * g, dtype=dtype)
-    dx = np.exp(lp)
-    with unbuffered(dx.size):  # a per-row factor: see ._kernels
-        dx *= np.expand_dims(wg, c)
+    wg = np.expand_dims(np.asarray(targets.weight * g, dtype=dtype), c)
+    with unbuffered(y.size):  # a per-row factor: see ._kernels
+        if extra.probabilities:
+            dx = np.multiply(y, wg)
+        else:
+            dx = np.exp(y)
+            dx *= wg
     index = np.expand_dims(targets.index, c)
     picked = np.take_along_axis(dx, index, axis=c)
-    np.put_along_axis(dx, index, picked - np.expand_dims(wg, c), axis=c)
+    np.put_along_axis(dx, index, picked - wg, axis=c)
     return dx

@@ -316,10 +316,11 @@ def test_cross_entropy_smoothing_bounds_match_torch(targets, smoothing, dtype, r
 @pytest.mark.parametrize("case", [("NLLLoss", 0.0), ("CrossEntropyLoss", 0.0), ("CrossEntropyLoss", 0.2)],
                          ids=["NLLLoss", "CrossEntropyLoss", "CrossEntropyLoss(label_smoothing=0.2)"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["no-weight", "weight"])
-def test_all_targets_ignored_matches_torch(weighted, case, reduction, dtype, rng):
+@pytest.mark.parametrize("shape_id", ["(N, C)", "(N, C, d1)"])  # (N, C): CrossEntropy keeps probabilities
+def test_all_targets_ignored_matches_torch(shape_id, weighted, case, reduction, dtype, rng):
     """Every target equals ignore_index: 'mean' is 0/0 = NaN as in torch, 'sum' 0, 'none' zeros."""
     name, smoothing = case
-    shape = CLASS_SHAPES["(N, C, d1)"]
+    shape = CLASS_SHAPES[shape_id]
     x = rng.normal(size=shape).astype(dtype)
     y = np.full(shape[:1] + shape[2:], 2, dtype=np.int64)
     kwargs = {"reduction": reduction, "ignore_index": 2}
@@ -336,14 +337,15 @@ def test_all_targets_ignored_matches_torch(weighted, case, reduction, dtype, rng
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("case", [("NLLLoss", 0.0), ("CrossEntropyLoss", 0.0), ("CrossEntropyLoss", 0.2)],
                          ids=["NLLLoss", "CrossEntropyLoss", "CrossEntropyLoss(label_smoothing=0.2)"])
-def test_zero_total_weight_matches_torch(case, reduction, dtype, rng):
+@pytest.mark.parametrize("shape_id", ["(N, C)", "(N, C, d1)"])  # (N, C): CrossEntropy keeps probabilities
+def test_zero_total_weight_matches_torch(shape_id, case, reduction, dtype, rng):
     """The targets' classes all have weight 0 and one position is ignored: 'mean' is 0/0 = NaN, and the
     gradient is NaN exactly where torch's is (the non-ignored positions), 0 at the ignored one."""
     name, smoothing = case
-    shape = CLASS_SHAPES["(N, C, d1)"]
+    shape = CLASS_SHAPES[shape_id]
     x = rng.normal(size=shape).astype(dtype)
     y = rng.choice([0, 3], size=shape[:1] + shape[2:]).astype(np.int64)
-    y[0, 0] = 1  # ignored
+    y.flat[0] = 1  # ignored
     weight = class_weight(rng, dtype)
     weight[[0, 3]] = 0
     kwargs = {"reduction": reduction, "weight": weight, "ignore_index": 1}
