@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import check_array, normalize_dim
-from ._kernels import BLOCK, UINT_OF, blocks, constant_block, row_sums, unbuffered
+from ._kernels import BLOCK, UINT_OF, UNBUFFERED_FROM, blocks, constant_block, row_sums, unbuffered
 from .special import erf
 
 
@@ -29,15 +29,21 @@ class ActivationCache(NamedTuple):
 def select(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``np.where(keep, a, 0)`` (a new array; +0.0 where not kept, NaN in ``a`` dropped where not kept).
 
-    Computed on the bits: ``keep``'s bytes (0/1, viewed as uint8) times ``a`` viewed as unsigned integers, which is
-    ``a``'s bit pattern or 0. ``np.where`` on a random boolean mask runs ~10x slower (it has no SIMD loop) and
-    ``a * keep`` in floating point would turn a dropped NaN or inf into NaN.
+    Computed on the bits: ``keep`` as 0/1 integers times ``a`` viewed as unsigned integers, which is ``a``'s bit
+    pattern or 0. ``np.where`` on a random boolean mask runs ~10x slower (it has no SIMD loop) and ``a * keep`` in
+    floating point would turn a dropped NaN or inf into NaN. Small arrays multiply ``keep``'s bytes (viewed as
+    uint8, promoted inside the loop: fewest calls); large ones first cast ``keep`` to ``a``'s integer width, which
+    measured 10-15 % faster there.
     """
     bits = UINT_OF[a.dtype]
     keep = np.asarray(keep)
-    # x * 1 = x, x * 0 = 0: exact on the integers; uint8 x uint{32,64} promotes to the wider type
-    out = np.multiply(keep.view(np.uint8), (a if a.flags.c_contiguous else a.copy()).view(bits))
-    return out.view(a.dtype)
+    a_bits = (a if a.flags.c_contiguous else a.copy()).view(bits)
+    if keep.size < UNBUFFERED_FROM:
+        # x * 1 = x, x * 0 = 0: exact on the integers; uint8 x uint{32,64} promotes to the wider type
+        return np.multiply(keep.view(np.uint8), a_bits).view(a.dtype)
+    mask = keep.astype(bits)
+    np.multiply(mask, a_bits, out=mask)
+    return mask.view(a.dtype)
 
 
 def relu_values(x: np.ndarray) -> np.ndarray:

@@ -159,61 +159,56 @@ def _centred_affine(centred: np.ndarray, scale: np.ndarray, offset: np.ndarray) 
             np.multiply(centred, scale, out=out)
             out += offset
         return out
-    rows, out_rows = _channel_rows(centred), _channel_rows(out)
-    scale, offset = _row_coefficient(scale, centred.shape), _row_coefficient(offset, centred.shape)
+    c3, o3 = _per_channel(centred), _per_channel(out)
+    scale, offset = scale[:, :, None], offset[:, :, None]
     with unbuffered(out.size):
-        for r0, r1 in _row_blocks(rows.shape[0], rows.shape[1]):
-            block = out_rows[r0:r1]
-            np.multiply(rows[r0:r1], scale[r0:r1], out=block)
-            block += offset[r0:r1]
+        for n0, n1 in _sample_blocks(c3):
+            block = o3[n0:n1]
+            np.multiply(c3[n0:n1], _samples(scale, n0, n1), out=block)
+            block += _samples(offset, n0, n1)
     return out
 
 
-# ---- row blocks: an (N, C, *) array as N*C rows, processed a cache-sized block of rows at a time ----------------
-# Each of the (N*C, L) "channel rows" has its own coefficient (a per-channel or per-(sample, channel) value); the
-# kernels below make their several passes over one block of rows while it is in cache, instead of streaming the
-# whole array through memory once per pass (3-5 passes per kernel).
-def _channel_rows(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous (N, C, *) array as its (N*C, L) rows (a view)."""
-    return a.reshape(a.shape[0] * a.shape[1], -1)
+# ---- blocks of samples: the kernels below make their several passes over a few samples at a time, while these
+# are in cache, instead of streaming the whole array through memory once per pass (3-5 passes per kernel) ---------
+def _sample_blocks(a: np.ndarray) -> Iterator[Tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of samples (the first dim of ``a``), about ``BLOCK`` elements each
+    (at least one sample)."""
+    n = a.shape[0]
+    step = max(1, BLOCK // max(a.size // max(n, 1), 1))
+    return ((start, min(start + step, n)) for start in range(0, n, step))
 
 
-def _row_coefficient(v: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
-    """An (N or 1, C) coefficient as one value per channel row: (N*C, 1)."""
-    return np.broadcast_to(v, shape[:2]).reshape(-1, 1)
+def _samples(v: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """A coefficient of leading dim N (per sample) or 1 (shared) for the samples ``start:stop``."""
+    return v if v.shape[0] == 1 else v[start:stop]
 
 
-def _row_blocks(m: int, length: int) -> Iterator[Tuple[int, int]]:
-    """``(start, stop)`` of consecutive blocks of rows of ``length`` elements, about ``BLOCK`` elements each (at
-    least one row)."""
-    step = max(1, BLOCK // max(length, 1))
-    return ((start, min(start + step, m)) for start in range(0, m, step))
+def _centre_rows(x3: np.ndarray, mean0: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``centred = x3 - mean0`` for a C-contiguous (N, R, K) array (R rows of K values per sample), with the sums
+    of ``centred`` and of its squares per row ((N, R) each, BLAS in the array's dtype), a block of samples at a
+    time.
 
-
-def _centre_rows(rows: np.ndarray, mean0: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``centred = rows - mean0`` for a C-contiguous (M, K) array, with the sums of ``centred`` and of its squares
-    per row ((M,) each, BLAS in the rows' dtype), one block of rows at a time.
-
-    ``mean0`` : (M, 1), or None for each row's own mean (a BLAS sum, corrected later by the second pass).
+    ``mean0`` : (1, R, 1), or None for each row's own mean (a BLAS sum, corrected later by the second pass).
     """
-    m, k = rows.shape
-    dtype = rows.dtype
-    centred = np.empty_like(rows)
-    sums, sums_sq = np.zeros(m, dtype), np.zeros(m, dtype)
+    n, r, k = x3.shape
+    dtype = x3.dtype
+    centred = np.empty_like(x3)
+    sums, sums_sq = np.zeros((n, r), dtype), np.zeros((n, r), dtype)
     if k == 0:
         return centred, sums, sums_sq
     one = ones(k, dtype)
-    with unbuffered(rows.size):
-        for r0, r1 in _row_blocks(m, k):
-            block = centred[r0:r1]
+    with unbuffered(x3.size):
+        for n0, n1 in _sample_blocks(x3):
+            block, rows = centred[n0:n1], centred[n0:n1].reshape(-1, k)
             if mean0 is None:
-                mean = np.matmul(rows[r0:r1], one)[:, None]
+                mean = np.matmul(x3[n0:n1].reshape(-1, k), one).reshape(n1 - n0, r, 1)
                 mean /= dtype.type(k)
             else:
-                mean = mean0[r0:r1]
-            np.subtract(rows[r0:r1], mean, out=block)
-            np.matmul(block, one, out=sums[r0:r1])
-            row_dots(block, block, out=sums_sq[r0:r1])
+                mean = mean0
+            np.subtract(x3[n0:n1], mean, out=block)
+            np.matmul(rows, one, out=sums[n0:n1].reshape(-1))
+            row_dots(rows, rows, out=sums_sq[n0:n1].reshape(-1))
     return centred, sums, sums_sq
 
 
@@ -241,16 +236,17 @@ def _affine_coefficients(inv_std: np.ndarray, shift: np.ndarray, weight: Optiona
 
 def _grad_sums(dout: np.ndarray, centred: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """``sum(dout)`` and ``sum(dout * centred)`` over the trailing dims of two C-contiguous (N, C, *) arrays with
-    more than two dims: (N, C) each, in their dtype, one block of channel rows at a time."""
-    d_rows, c_rows = _channel_rows(dout), _channel_rows(centred)
-    m, length = d_rows.shape
-    s_dout, s_dc = np.zeros(m, dout.dtype), np.zeros(m, dout.dtype)
+    more than two dims: (N, C) each, in their dtype, a block of samples at a time."""
+    d3, c3 = _per_channel(dout), _per_channel(centred)
+    n, c, length = d3.shape
+    s_dout, s_dc = np.zeros((n, c), dout.dtype), np.zeros((n, c), dout.dtype)
     if length:
         one = ones(length, dout.dtype)
-        for r0, r1 in _row_blocks(m, length):  # dout's block read twice, the second time from cache
-            np.matmul(d_rows[r0:r1], one, out=s_dout[r0:r1])
-            row_dots(d_rows[r0:r1], c_rows[r0:r1], out=s_dc[r0:r1])
-    return s_dout.reshape(dout.shape[:2]), s_dc.reshape(dout.shape[:2])
+        for n0, n1 in _sample_blocks(d3):  # dout's block read twice, the second time from cache
+            d_rows = d3[n0:n1].reshape(-1, length)
+            np.matmul(d_rows, one, out=s_dout[n0:n1].reshape(-1))
+            row_dots(d_rows, c3[n0:n1].reshape(-1, length), out=s_dc[n0:n1].reshape(-1))
+    return s_dout, s_dc
 
 
 def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -301,14 +297,14 @@ def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray,
         with unbuffered(dx.size):
             _bracket_times_inv_std(dx, dout, cache.centred, np.empty_like(dout), *coefficients)
         return dx
-    rows = [_channel_rows(a) for a in (dx, dout, cache.centred)]
-    coefficients = tuple(None if v is None else _row_coefficient(v, dout.shape) for v in coefficients)
-    blocks = list(_row_blocks(n * c, length))
-    scratch = np.empty((blocks[0][1] - blocks[0][0], length), dtype)
+    arrays = [_per_channel(a) for a in (dx, dout, cache.centred)]
+    coefficients = tuple(None if v is None else v[:, :, None] for v in coefficients)
+    blocks = list(_sample_blocks(arrays[0]))
+    scratch = np.empty((blocks[0][1] - blocks[0][0],) + arrays[0].shape[1:], dtype)
     with unbuffered(dx.size):
-        for r0, r1 in blocks:
-            _bracket_times_inv_std(*(a[r0:r1] for a in rows), scratch[:r1 - r0],
-                                   *(None if v is None else v[r0:r1] for v in coefficients))
+        for n0, n1 in blocks:
+            _bracket_times_inv_std(*(a[n0:n1] for a in arrays), scratch[:n1 - n0],
+                                   *(None if v is None else _samples(v, n0, n1) for v in coefficients))
     return dx
 
 
@@ -400,11 +396,10 @@ def batch_norm_forward(
             with unbuffered(x.size):
                 centred = np.subtract(x, mean0.reshape(bshape))  # the one input-sized array the cache keeps
             sums, sums_sq = col_sums(centred), col_sums(np.multiply(centred, centred))
-        else:  # by blocks of channel rows, then the rows' sums summed per channel
-            mean0_rows = _row_coefficient(mean0[None, :], x.shape)
-            centred, sums, sums_sq = _centre_rows(_channel_rows(x), mean0_rows)
+        else:  # by blocks of samples, then the (sample, channel) sums summed per channel
+            centred, sums, sums_sq = _centre_rows(_per_channel(x), mean0.reshape(1, -1, 1))
             centred = centred.reshape(x.shape)
-            sums, sums_sq = (col_sums(v.reshape(x.shape[:2])) for v in (sums, sums_sq))
+            sums, sums_sq = col_sums(sums), col_sums(sums_sq)
         shift, var_sum, inv_std = _second_pass(sums, sums_sq, n, eps)
         mean64 = mean0 + shift
         # torch's update order: momentum * batch_stat + (1 - momentum) * running, unbiased variance; computed
@@ -567,10 +562,10 @@ def group_norm_forward(
     check_array(x, "group_norm", int_error=NotImplementedError)
     size = channels // num_groups
     x = np.ascontiguousarray(x)
-    rows = x.reshape(n * num_groups, -1)  # one row per (sample, group)
-    k = rows.shape[1]
+    rows = x.reshape(n, num_groups, -1)  # one row per (sample, group)
+    k = rows.shape[2]
     centred, sums, sums_sq = _centre_rows(rows)  # centred: the one input-sized array the cache keeps
-    shift, _, inv_std = _second_pass(sums, sums_sq, max(k, 1), eps)
+    shift, _, inv_std = _second_pass(sums.reshape(-1), sums_sq.reshape(-1), max(k, 1), eps)
 
     def per_channel(v: np.ndarray) -> np.ndarray:  # (N * G,) -> (N, C): each channel its group's value
         return np.repeat(v.reshape(n, num_groups), size, axis=1)

@@ -37,12 +37,14 @@ def test_large_input_parity(name, dtype, seed):
     _check_parity(name, dtype, seed)
 
 
+@pytest.mark.parametrize("block", [1000, 60000])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", sorted(n for n in LAYERS if "Norm" in n))
-def test_many_blocks_parity(name, dtype, seed, monkeypatch):
-    """BatchNorm and GroupNorm work through blocks of rows (``normalization._row_blocks``): with a block of 1000
-    elements, every block holds one row (or a few short ones) and the last one is partial; torch's results hold."""
-    monkeypatch.setattr(normalization, "BLOCK", 1000)
+def test_many_blocks_parity(name, dtype, block, seed, monkeypatch):
+    """BatchNorm and GroupNorm work through blocks of samples (``normalization._sample_blocks``): with blocks of
+    1000 elements every sample is a block of its own, with 60000 blocks hold several samples and the last one
+    fewer; torch's results hold either way."""
+    monkeypatch.setattr(normalization, "BLOCK", block)
     _check_parity(name, dtype, seed)
 
 

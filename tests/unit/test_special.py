@@ -35,8 +35,9 @@ def test_erf_special_values_and_dtype():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_select_is_where_including_nan_and_inf(dtype, rng):
-    a = rng.normal(size=(6, 7)).astype(dtype)
+@pytest.mark.parametrize("rows", [6, 12000], ids=["small", "large"])  # below and above UNBUFFERED_FROM elements
+def test_select_is_where_including_nan_and_inf(rows, dtype, rng):
+    a = rng.normal(size=(rows, 7)).astype(dtype)
     a[0, :3] = [np.nan, np.inf, -np.inf]
     a[1, :3] = [np.nan, np.inf, -np.inf]
     keep = rng.uniform(size=a.shape) < 0.5
