@@ -49,14 +49,17 @@ def blockwise(kernel: Callable[..., None], arrays: Tuple[np.ndarray, ...], scrat
     ``arrays`` (the first is the one updated or defining the shape) are cut into blocks of ``BLOCK`` elements, so
     that a kernel's several passes (an optimizer step makes 10-13) run on cache-resident blocks instead of streaming
     whole arrays through memory each time; ``scratch`` buffers of one block each are handed to the kernel for its
-    intermediate results. The kernel must be purely element-wise and write only into its block views. When the
-    arrays cannot be cut alike (shapes or dtypes differ, or one is not C-contiguous) the kernel runs once on the
-    whole arrays with ``None`` for every scratch buffer, so it must write ``t = np.op(..., out=t)``: NumPy then
-    allocates, with its usual broadcasting and type promotion.
+    intermediate results. The kernel must be purely element-wise and write only into its block views. Arrays that
+    fit in one block, are not all C-contiguous, or differ in shape or dtype are handed whole, with whole-sized
+    scratch buffers (their broadcast shape, their promoted dtype).
     """
     first = arrays[0]
-    if not all(a.shape == first.shape and a.dtype == first.dtype and a.flags.c_contiguous for a in arrays):
-        kernel(*arrays, *(None,) * scratch)
+    if (first.size <= BLOCK or not all(a.flags.c_contiguous for a in arrays)
+            or not all(a.shape == first.shape and a.dtype == first.dtype for a in arrays)):
+        # one block (cutting would cost more than it saves), or arrays that cannot be cut alike: whole arrays, with
+        # scratch of their broadcast shape and promoted dtype (NumPy's semantics for mismatched operands)
+        shape, dtype = np.broadcast_shapes(*(a.shape for a in arrays)), np.result_type(*arrays)
+        kernel(*arrays, *(np.empty(shape, dtype) for _ in range(scratch)))
         return
     n = first.size
     flat = [a.reshape(-1) for a in arrays]

@@ -400,6 +400,22 @@ def test_blocks_change_no_bit(rng, dtype, cls, kwargs):
         np.testing.assert_array_equal(opt_blocked.state[blocked][key], value, err_msg=key)
 
 
+@pytest.mark.parametrize("cls, kwargs", BLOCKED, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(BLOCKED)])
+def test_mismatched_gradient_dtype_is_promoted(rng, cls, kwargs):
+    """A float64 gradient on a float32 parameter (0-d and 2-d): the step is computed in float64 and stored into the
+    float32 parameter, as NumPy's in-place arithmetic does: the float64 run's parameter, rounded to float32."""
+    for shape in ((), (3, 4)):
+        start = np.asarray(rng.standard_normal(shape))
+        grad = np.asarray(rng.standard_normal(shape))
+        mixed, wide = Parameter(start.astype(np.float32)), Parameter(start.copy())
+        opt_mixed, opt_wide = cls([mixed], **kwargs), cls([wide], **kwargs)
+        mixed.grad, wide.grad = grad, grad
+        opt_mixed.step()
+        opt_wide.step()
+        assert mixed.data.dtype == np.float32 and mixed.data.shape == shape
+        np.testing.assert_allclose(mixed.data, wide.data.astype(np.float32), rtol=1e-6, atol=1e-7)
+
+
 # ---- validation ---------------------------------------------------------------------------------------------------
 INVALID = [
     (optim.SGD, dict(lr=-0.1), "Invalid learning rate: -0.1"),
