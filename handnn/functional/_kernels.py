@@ -54,12 +54,15 @@ def blockwise(kernel: Callable[..., None], arrays: Tuple[np.ndarray, ...], scrat
     scratch buffers (their broadcast shape, their promoted dtype).
     """
     first = arrays[0]
-    if (first.size <= BLOCK or not all(a.flags.c_contiguous for a in arrays)
-            or not all(a.shape == first.shape and a.dtype == first.dtype for a in arrays)):
+    alike = all(a.shape == first.shape and a.dtype == first.dtype for a in arrays)
+    if first.size <= BLOCK or not alike or not all(a.flags.c_contiguous for a in arrays):
         # one block (cutting would cost more than it saves), or arrays that cannot be cut alike: whole arrays, with
         # scratch of their broadcast shape and promoted dtype (NumPy's semantics for mismatched operands)
-        shape, dtype = np.broadcast_shapes(*(a.shape for a in arrays)), np.result_type(*arrays)
-        kernel(*arrays, *(np.empty(shape, dtype) for _ in range(scratch)))
+        if alike:
+            shape, dtype = first.shape, first.dtype
+        else:
+            shape, dtype = np.broadcast_shapes(*(a.shape for a in arrays)), np.result_type(*arrays)
+        kernel(*arrays, *[np.empty(shape, dtype) for _ in range(scratch)])
         return
     n = first.size
     flat = [a.reshape(-1) for a in arrays]
