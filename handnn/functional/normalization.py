@@ -13,7 +13,7 @@ building ``x_hat``; beyond two dims they work through blocks of channel rows tha
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import Iterator, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -154,8 +154,13 @@ def _expand(v: np.ndarray, ndim: int) -> np.ndarray:
 def _centred_affine(centred: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """``centred * scale + offset``, (N, C, *) array, (N or 1, C) coefficients broadcast over the trailing dims."""
     out = np.empty_like(centred)
-    c3, o3 = _by_sample(centred), _by_sample(out)
-    scale, offset = _by_sample_coefficient(scale, centred.ndim), _by_sample_coefficient(offset, centred.ndim)
+    if centred.ndim == 2:
+        with unbuffered(out.size):
+            np.multiply(centred, scale, out=out)
+            out += offset
+        return out
+    c3, o3 = _per_channel(centred), _per_channel(out)
+    scale, offset = scale[:, :, None], offset[:, :, None]
     with unbuffered(out.size):
         for n0, n1 in _sample_blocks(c3):
             block = o3[n0:n1]
@@ -166,38 +171,12 @@ def _centred_affine(centred: np.ndarray, scale: np.ndarray, offset: np.ndarray) 
 
 # ---- blocks of samples: the kernels below make their several passes over a few samples at a time, while these
 # are in cache, instead of streaming the whole array through memory once per pass (3-5 passes per kernel) ---------
-def _sample_blocks(a: np.ndarray) -> Sequence[Tuple[int, int]]:
+def _sample_blocks(a: np.ndarray) -> Iterator[Tuple[int, int]]:
     """``(start, stop)`` of consecutive blocks of samples (the first dim of ``a``), about ``BLOCK`` elements each
     (at least one sample)."""
     n = a.shape[0]
-    if a.size <= BLOCK:
-        return ((0, n),)  # the common case of small inputs, without the arithmetic
     step = max(1, BLOCK // max(a.size // max(n, 1), 1))
-    return [(start, min(start + step, n)) for start in range(0, n, step)]
-
-
-def _by_sample(a: np.ndarray) -> np.ndarray:
-    """An (N, C, *) array as (N, C) when 2-d, else as its (N, C, L) view."""
-    return a if a.ndim == 2 else _per_channel(a)
-
-
-def _by_sample_coefficient(v: np.ndarray, ndim: int) -> np.ndarray:
-    """An (N or 1, C) coefficient broadcasting against :func:`_by_sample`'s view of an array of ``ndim`` dims."""
-    return v if ndim == 2 else v[:, :, None]
-
-
-def _column_sums(a: np.ndarray, b: Optional[np.ndarray] = None) -> np.ndarray:
-    """Column sums of a C-contiguous (N, C) array, or of the product ``a * b``, a block of rows at a time
-    (partial BLAS sums added up; one block: :func:`col_sums` itself). Shape (C,), in the arrays' dtype."""
-    blocks = _sample_blocks(a)
-    if len(blocks) == 1:
-        return col_sums(a if b is None else np.multiply(a, b))
-    total = np.zeros(a.shape[1], a.dtype)
-    scratch = None if b is None else np.empty((blocks[0][1], a.shape[1]), a.dtype)
-    for n0, n1 in blocks:
-        block = a[n0:n1] if b is None else np.multiply(a[n0:n1], b[n0:n1], out=scratch[:n1 - n0])
-        total += ones(n1 - n0, a.dtype) @ block
-    return total
+    return ((start, min(start + step, n)) for start in range(0, n, step))
 
 
 def _samples(v: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -274,18 +253,14 @@ def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, n
     """``dout`` (C-contiguous) and its sums ``sum(dout)`` and ``sum(dout * x_hat)`` per statistic's channel:
     float64, (1, C) for BatchNorm (over the batch too), (N, C) for GroupNorm."""
     dout = np.ascontiguousarray(dout)
-    if dout.ndim == 2 and not cache.group_size:  # BatchNorm1d on (N, C): the sums are column sums
-        s_dout = _column_sums(dout).astype(np.float64)[None, :]
-        s_dc = _column_sums(dout, cache.centred).astype(np.float64)[None, :]
+    if dout.ndim == 2:
+        s_dout, s_dc = dout, np.multiply(dout, cache.centred)
     else:
-        if dout.ndim == 2:  # GroupNorm on (N, C): one value per (sample, channel)
-            s_dout, s_dc = dout, np.multiply(dout, cache.centred)
-        else:
-            s_dout, s_dc = _grad_sums(dout, cache.centred)
-        if cache.group_size:
-            s_dout, s_dc = s_dout.astype(np.float64), s_dc.astype(np.float64)
-        else:  # BatchNorm: over the batch too
-            s_dout, s_dc = col_sums(s_dout).astype(np.float64)[None, :], col_sums(s_dc).astype(np.float64)[None, :]
+        s_dout, s_dc = _grad_sums(dout, cache.centred)
+    if cache.group_size:
+        s_dout, s_dc = s_dout.astype(np.float64), s_dc.astype(np.float64)
+    else:  # BatchNorm: over the batch too
+        s_dout, s_dc = col_sums(s_dout).astype(np.float64)[None, :], col_sums(s_dc).astype(np.float64)[None, :]
     s_dxhat = cache.inv_std * (s_dc - cache.shift * s_dout)  # sum(dout * (centred - shift)) * inv_std
     return dout, s_dout, s_dxhat
 
@@ -318,9 +293,13 @@ def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray,
     coefficients = (None if w is None else cache.weight.reshape(1, c), b.astype(dtype), offset.astype(dtype),
                     inv_std.astype(dtype))
     dx = np.empty_like(dout)
-    arrays = [_by_sample(a) for a in (dx, dout, cache.centred)]
-    coefficients = tuple(None if v is None else _by_sample_coefficient(v, dout.ndim) for v in coefficients)
-    blocks = _sample_blocks(arrays[0])
+    if dout.ndim == 2:
+        with unbuffered(dx.size):
+            _bracket_times_inv_std(dx, dout, cache.centred, np.empty_like(dout), *coefficients)
+        return dx
+    arrays = [_per_channel(a) for a in (dx, dout, cache.centred)]
+    coefficients = tuple(None if v is None else v[:, :, None] for v in coefficients)
+    blocks = list(_sample_blocks(arrays[0]))
     scratch = np.empty((blocks[0][1] - blocks[0][0],) + arrays[0].shape[1:], dtype)
     with unbuffered(dx.size):
         for n0, n1 in blocks:
@@ -416,7 +395,7 @@ def batch_norm_forward(
         if x.ndim == 2:
             with unbuffered(x.size):
                 centred = np.subtract(x, mean0.reshape(bshape))  # the one input-sized array the cache keeps
-            sums, sums_sq = _column_sums(centred), _column_sums(centred, centred)
+            sums, sums_sq = col_sums(centred), col_sums(np.multiply(centred, centred))
         else:  # by blocks of samples, then the (sample, channel) sums summed per channel
             centred, sums, sums_sq = _centre_rows(_per_channel(x), mean0.reshape(1, -1, 1))
             centred = centred.reshape(x.shape)
