@@ -8,7 +8,7 @@ per-row sums as BLAS matrix-vector products and sums of products as row dot prod
 on handnn-owned arrays, the broadcasting passes of large arrays with a small ufunc buffer
 (:func:`._kernels.unbuffered`). BatchNorm and GroupNorm keep the centred input instead of ``x_hat``
 (:class:`CentredCache`): their output and gradients are then per-channel affine maps of it, and no pass is spent
-building ``x_hat``; beyond two dims they work through blocks of channel rows that stay in cache.
+building ``x_hat``; beyond two dims they work through blocks of samples that stay in cache.
 """
 from __future__ import annotations
 
@@ -268,7 +268,7 @@ def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, n
 def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray, s_dxhat: np.ndarray) -> np.ndarray:
     """dx of BatchNorm / GroupNorm, ``inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with ``g = dout * w``,
     from the sums of :func:`_centred_grads`: ``(g + centred * B + C) * inv_std`` with per-channel (BatchNorm) or
-    per-(sample, channel) (GroupNorm) coefficients, five passes (over blocks of channel rows beyond two dims). The
+    per-(sample, channel) (GroupNorm) coefficients, five passes (over blocks of samples beyond two dims). The
     bracket is summed before the scaling, as in the formula: with a large ``inv_std`` (a near-constant group)
     scaling first would leave its rounding noise where the terms cancel (a group of one value gives exactly 0 this
     way)."""
