@@ -44,7 +44,9 @@ def linear_forward(
             f"mat1 and mat2 shapes cannot be multiplied ({rows}x{x.shape[-1]} and "
             f"{weight.shape[1]}x{weight.shape[0]})"
         )
-    out = x @ weight.T
+    # np.dot on 2-d inputs is the same BLAS product as ``@`` (bit for bit), 0.3-0.8 us cheaper per call: a share
+    # of a small network's step
+    out = np.dot(x, weight.T) if x.ndim == 2 else x @ weight.T
     if bias is not None:
         out += bias  # ``out`` is a fresh array owned by us
     return out, LinearCache(x, weight, bias is not None)
@@ -64,13 +66,14 @@ def linear_backward(
     dbias : ndarray, shape (out_features,), or None without bias
     """
     x, weight, has_bias = cache
-    dx = dout @ weight
-    if dout.ndim == 2:  # the common case, without two reshapes (a small network's step makes many)
+    if dout.ndim == 2:  # the common case: no reshapes, and np.dot (as in linear_forward)
         d2, x2 = dout, x
+        dx = np.dot(dout, weight)
     else:
         d2, x2 = dout.reshape(-1, dout.shape[-1]), x.reshape(-1, x.shape[-1])
-    dweight = d2.T @ x2
+        dx = dout @ weight
+    dweight = np.dot(d2.T, x2)
     # the column sums as a matrix-vector product: BLAS runs them 2-4x faster than ``d2.sum(axis=0)``, whose
     # inner loop is one row at a time
-    dbias = ones(d2.shape[0], d2.dtype) @ d2 if has_bias else None
+    dbias = np.dot(ones(d2.shape[0], d2.dtype), d2) if has_bias else None
     return dx, dweight, dbias

@@ -60,11 +60,15 @@ class SGD(Optimizer):
             return
         # plain gradient descent (sgd_step's last line, no state): the per-parameter call and state lookup of
         # the general loop are a measurable share of a small network's step
-        lr = group["lr"]
+        lr, scale = group["lr"], None
         for p in group["params"]:
             grad = p.grad
             if grad is not None:
-                p.data -= lr * grad
+                if scale is None or scale.dtype != grad.dtype:
+                    # lr as a 0-d array of the gradient's dtype: the value a Python float takes in ``lr * grad``
+                    # (NumPy's weak scalars), without that conversion's cost on every call
+                    scale = np.array(lr, grad.dtype)
+                p.data -= scale * grad
 
     def _update(self, p: Parameter, grad: np.ndarray, state: Dict[str, Any], group: Dict[str, Any]) -> None:
         buf = sgd_step(p.data, grad, state.get("momentum_buffer"), lr=group["lr"], momentum=group["momentum"],

@@ -394,6 +394,21 @@ def test_backward_defaults_to_grad_output_one(name, reduction, dtype, rng):
     assert_nonzero(f"{name} dinput", ref_dx)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_float_grad_output_equals_the_array_bit_for_bit(name, reduction, dtype, rng):
+    """A Python float ``grad_output`` (the fast path of the usual ``backward()``) gives exactly what the same value
+    as a 0-d array, a 1-element array or a NumPy scalar gives."""
+    x, y = valid_pair(name, rng, dtype)
+    loss_fn = getattr(nn, name)(reduction=reduction)
+    loss_fn(x, y)
+    for value in (1.0, 0.37):
+        dx = loss_fn.backward(value)
+        assert dx.dtype == dtype
+        for same in (np.asarray(value), np.full(1, value), np.float64(value), np.asarray(value, dtype)):
+            np.testing.assert_array_equal(loss_fn.backward(same), dx, err_msg=f"{type(same).__name__} {same!r}")
+
+
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_backward_before_forward_raises(name):
     with pytest.raises(RuntimeError, match=r"backward\(\) was called before forward\(\)"):

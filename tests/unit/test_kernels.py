@@ -30,6 +30,23 @@ def test_unbuffered_restores_the_buffer_size():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scalars_are_read_only_zero_d_arrays_giving_the_python_numbers_results(dtype, seed):
+    """ZERO/ONE/MINUS_ONE[dtype]: one read-only 0-d array per dtype, and a ufunc gives the same bits and dtype with
+    it as with the Python number."""
+    x = np.random.default_rng(seed).normal(size=(5, 7)).astype(dtype)
+    x[0, :3] = [np.nan, -0.0, np.inf]
+    for table, number in ((_kernels.ZERO, 0), (_kernels.ONE, 1), (_kernels.MINUS_ONE, -1)):
+        scalar = table[np.dtype(dtype)]
+        assert scalar is table[x.dtype] and scalar.shape == () and scalar.dtype == dtype and scalar == number
+        assert not scalar.flags.writeable
+        for ufunc in (np.subtract, np.minimum, np.copysign, np.not_equal):
+            expected = ufunc(x, number)
+            got = ufunc(x, scalar)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8), err_msg=ufunc.__name__)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blas_sums_are_sums(dtype, seed):
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(37, 5, 11)).astype(dtype)

@@ -400,7 +400,11 @@ def test_blocks_change_no_bit(rng, dtype, cls, kwargs):
         np.testing.assert_array_equal(opt_blocked.state[blocked][key], value, err_msg=key)
 
 
-@pytest.mark.parametrize("cls, kwargs", BLOCKED, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(BLOCKED)])
+#: the blocked optimizers and SGD's two loops (plain gradient descent has its own)
+MIXED = BLOCKED + [(optim.SGD, dict(lr=0.1)), (optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.1))]
+
+
+@pytest.mark.parametrize("cls, kwargs", MIXED, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(MIXED)])
 def test_mismatched_gradient_dtype_is_promoted(rng, cls, kwargs):
     """A float64 gradient on a float32 parameter (0-d and 2-d): the step is computed in float64 and stored into the
     float32 parameter, as NumPy's in-place arithmetic does: the float64 run's parameter, rounded to float32."""
@@ -532,3 +536,24 @@ def test_reduce_lr_on_plateau_by_hand():
         sched.step(metric)
         expected.append(lr)
         assert sched.get_last_lr() == lr, (len(expected), sched.get_last_lr())
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=0.1), dict(lr=0.1, momentum=0.9)], ids=["plain", "momentum"])
+def test_sgd_group_of_mixed_dtypes_steps_each_as_alone(rng, kwargs):
+    """One group holding float32 and float64 parameters (and gradients) steps each exactly as a group of its own:
+    the plain loop's learning rate follows each gradient's dtype."""
+    starts = [rng.standard_normal((3, 4)).astype(d) for d in (np.float32, np.float64, np.float32)]
+    together = [Parameter(s.copy()) for s in starts]
+    alone = [Parameter(s.copy()) for s in starts]
+    opt_together = optim.SGD(together, **kwargs)
+    opts_alone = [optim.SGD([p], **kwargs) for p in alone]
+    for _ in range(3):
+        for a, b in zip(together, alone):
+            a.grad = b.grad = rng.standard_normal(a.shape).astype(a.dtype)
+        opt_together.step()
+        for opt in opts_alone:
+            opt.step()
+    for a, b, s in zip(together, alone, starts):
+        assert a.data.dtype == s.dtype
+        np.testing.assert_array_equal(a.data, b.data)
+        assert not np.array_equal(a.data, s)

@@ -35,7 +35,7 @@ def test_erf_special_values_and_dtype():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("rows", [6, 12000], ids=["small", "large"])  # below and above UNBUFFERED_FROM elements
+@pytest.mark.parametrize("rows", [6, 12000], ids=["small", "large"])  # a small and a large array
 def test_select_is_where_including_nan_and_inf(rows, dtype, rng):
     a = rng.normal(size=(rows, 7)).astype(dtype)
     a[0, :3] = [np.nan, np.inf, -np.inf]

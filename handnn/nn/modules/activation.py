@@ -19,7 +19,8 @@ class _Elementwise(Module):
         return ()
 
     def forward(self, input: np.ndarray) -> np.ndarray:
-        out, self._cache = self._forward(input, *self._args())
+        out, cache = self._forward(input, *self._args())
+        self.__dict__["_cache"] = cache  # what Module.__setattr__ does for _cache, without its Python call
         return out
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:

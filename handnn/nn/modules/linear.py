@@ -73,7 +73,8 @@ class Linear(Module):
     def forward(self, input: np.ndarray) -> np.ndarray:
         params = self._parameters
         bias = params["bias"]
-        out, self._cache = F.linear_forward(input, params["weight"].data, None if bias is None else bias.data)
+        out, cache = F.linear_forward(input, params["weight"].data, None if bias is None else bias.data)
+        self.__dict__["_cache"] = cache  # what Module.__setattr__ does for _cache, without its Python call
         return out
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
