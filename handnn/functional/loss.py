@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import check_array, check_same_dtype
-from ._kernels import MINUS_ONE, ONE, ZERO, row_sums, unbuffered
+from ._kernels import ONE, against_zero, row_sums, unbuffered
 from .activation import SoftmaxCache, _rows, log_softmax_backward, log_softmax_forward
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -224,10 +224,11 @@ binary_cross_entropy_backward = _elementwise_backward
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
     """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, finite for every finite ``x`` (one temporary)."""
-    t = np.copysign(x, MINUS_ONE[x.dtype])  # -|x| in one pass
+    t = np.abs(x)  # not np.copysign(x, -1): one pass, but without a SIMD loop (3-4x slower on large inputs)
+    np.negative(t, out=t)
     np.exp(t, out=t)
     np.log1p(t, out=t)
-    out = np.minimum(x, ZERO[x.dtype])
+    out = against_zero(np.minimum, x)
     out -= t
     return out
 

@@ -31,19 +31,33 @@ def test_unbuffered_restores_the_buffer_size():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scalars_are_read_only_zero_d_arrays_giving_the_python_numbers_results(dtype, seed):
-    """ZERO/ONE/MINUS_ONE[dtype]: one read-only 0-d array per dtype, and a ufunc gives the same bits and dtype with
+    """ZERO/ONE[dtype]: one read-only 0-d array per dtype, and a ufunc gives the same bits and dtype with
     it as with the Python number."""
     x = np.random.default_rng(seed).normal(size=(5, 7)).astype(dtype)
     x[0, :3] = [np.nan, -0.0, np.inf]
-    for table, number in ((_kernels.ZERO, 0), (_kernels.ONE, 1), (_kernels.MINUS_ONE, -1)):
+    for table, number in ((_kernels.ZERO, 0), (_kernels.ONE, 1)):
         scalar = table[np.dtype(dtype)]
         assert scalar is table[x.dtype] and scalar.shape == () and scalar.dtype == dtype and scalar == number
         assert not scalar.flags.writeable
-        for ufunc in (np.subtract, np.minimum, np.copysign, np.not_equal):
+        for ufunc in (np.subtract, np.minimum, np.maximum, np.not_equal):
             expected = ufunc(x, number)
             got = ufunc(x, scalar)
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8), err_msg=ufunc.__name__)
+
+
+@pytest.mark.parametrize("ufunc", [np.maximum, np.minimum])
+@pytest.mark.parametrize("size", [7, _kernels.SMALL_AGAINST_ZERO + 1, 3 * _kernels.BLOCK // 2],
+                         ids=["small", "one-block", "blocks"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_against_zero_is_the_ufunc_with_zero(ufunc, size, dtype, seed):
+    """against_zero(ufunc, x) == ufunc(x, 0), NaN propagated, a new array, for every path (and a strided x)."""
+    x = np.random.default_rng(seed).normal(size=size).astype(dtype)
+    x[:3] = [np.nan, np.inf, -np.inf]
+    for arr in (x, x[::2], x.reshape(-1, 1)):
+        got = _kernels.against_zero(ufunc, arr)
+        assert got.dtype == dtype and got.shape == arr.shape and not np.shares_memory(got, arr)
+        np.testing.assert_array_equal(got, ufunc(arr, 0))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
