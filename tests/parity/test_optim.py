@@ -202,11 +202,13 @@ BLOCKED_CONFIGS = [c for c in CONFIGS if "weight_decay" not in c[1] or c[0] == "
 
 
 @pytest.mark.parametrize("config", BLOCKED_CONFIGS, ids=_config_id)
-def test_trajectory_over_several_blocks(rng, dtype, config):
+def test_trajectory_over_several_blocks(rng, dtype, config, monkeypatch):
     """Adam, RMSprop and Adagrad update large parameters block by block (``_kernels.blockwise``): 8 steps on a
     parameter of 2.3 blocks equal torch's. Every other step hands Fortran-ordered (strided) gradients, which cannot
-    be cut into the parameter's blocks: the whole-array path must give the same."""
+    be cut into the parameter's blocks: the whole-array path must give the same. (Blocks start beyond
+    ``_kernels.WHOLE_BYTES``, set to 0 here so that a test-sized parameter is cut.)"""
     assert math.prod(BLOCKED_SHAPES[0]) > 2 * _kernels.BLOCK
+    monkeypatch.setattr(_kernels, "WHOLE_BYTES", 0)
     name, kwargs = config
     twins = Twins(rng, dtype, shapes=BLOCKED_SHAPES, maximize=kwargs.get("maximize", False))
     hopt, topt = make(name, twins, kwargs)

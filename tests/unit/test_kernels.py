@@ -61,6 +61,25 @@ def test_against_zero_is_the_ufunc_with_zero(ufunc, size, dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blockwise_cuts_only_beyond_whole_bytes(dtype):
+    """blockwise hands arrays of up to WHOLE_BYTES whole (one call, whole-sized scratch) and cuts larger ones into
+    consecutive BLOCK-element blocks (the last partial), covering every element once."""
+    n = _kernels.WHOLE_BYTES // np.dtype(dtype).itemsize
+    for size, calls in ((n, 1), (n + 1, -(-(n + 1) // _kernels.BLOCK))):
+        a = np.zeros(size, dtype)
+        seen = []
+
+        def kernel(block, scratch):
+            assert scratch.shape == block.shape and scratch.dtype == dtype
+            seen.append(block.size)
+            block += 1
+
+        _kernels.blockwise(kernel, (a,), scratch=1)
+        assert len(seen) == calls and sum(seen) == size and max(seen) <= max(_kernels.BLOCK, n if calls == 1 else 0)
+        np.testing.assert_array_equal(a, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blas_sums_are_sums(dtype, seed):
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(37, 5, 11)).astype(dtype)
