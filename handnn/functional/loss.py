@@ -366,14 +366,25 @@ def _nll_picked(picked: np.ndarray, targets: ClassTargets, reduction: str):
     return loss, _reduce(loss, reduction, denom), denom
 
 
+#: rows of logits whose largest value lies within +-SHIFT_FREE are exponentiated without subtracting it: exp
+#: cannot overflow (e^30 times any realistic class count is finite in float32), and the row's largest terms stay
+#: far from float32's subnormals, so only the rounding differs from ``exp(x - max)`` -- and a pass is saved
+SHIFT_FREE = 30.0
+
+
 def _softmax_rows_and_picked(rows: np.ndarray, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """For (N, C) logits: the softmax probabilities (a new array) and the log-probabilities at ``index`` (N,),
-    ``shifted[y] - log(sum(exp(shifted)))`` with ``shifted = x - max``, the same values as ``log_softmax``'s.
-    Five passes, one input-sized array; CrossEntropy's backward then needs one multiplication instead of an exp."""
-    with unbuffered(rows.size):  # row-wise broadcasting, sums by BLAS (see ._kernels)
-        shifted = np.subtract(rows, rows.max(axis=1, keepdims=True))
+    ``shifted[y] - log(sum(exp(shifted)))`` with ``shifted = x - max`` (or ``x`` itself when every row's max is
+    within :data:`SHIFT_FREE`), the values of ``log_softmax`` up to rounding. Four or five passes, one input-sized
+    array; CrossEntropy's backward then needs one multiplication instead of an exp."""
+    maxes = rows.max(axis=1, keepdims=True)
+    if maxes.size and -SHIFT_FREE <= maxes.min() and maxes.max() <= SHIFT_FREE:  # false for NaN and inf
+        shifted = rows
+    else:
+        with unbuffered(rows.size):  # row-wise broadcasting, sums by BLAS (see ._kernels)
+            shifted = np.subtract(rows, maxes)
     picked = shifted[np.arange(len(index)), index]  # fancy indexing: cheaper than take_along_axis on small inputs
-    probs = np.exp(shifted, out=shifted)
+    probs = np.exp(shifted, out=None if shifted is rows else shifted)
     sums = row_sums(probs)
     with unbuffered(rows.size):
         probs /= sums[:, None]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from handnn import functional as F
+from handnn.functional import loss as L
 from handnn import nn
 from reference import assert_close, assert_nonzero, to_tensor
 
@@ -285,6 +286,22 @@ def test_cross_entropy_class_targets_match_torch(shape, weighted, ignore, smooth
     if ignore:
         kwargs["ignore_index"] = 1
     check_loss("CrossEntropyLoss", kwargs, x, y, rng)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("offset", [0.0, 25.0, -25.0, 40.0, -40.0, 1e4, -1e4])
+def test_cross_entropy_far_logits_match_torch(offset, reduction, dtype, rng):
+    """(N, C) logits, half of the rows shifted by ``offset``: while every row's max lies within
+    ``loss.SHIFT_FREE`` the probabilities are exponentiated unshifted, beyond it after subtracting each row's max;
+    torch's values and gradients either way, all finite."""
+    shape = CLASS_SHAPES["(N, C)"]
+    x = rng.normal(size=shape).astype(dtype)
+    x[: shape[0] // 2] += x.dtype.type(offset)  # the other rows stay near 0
+    maxes = x.max(axis=1)
+    assert (np.abs(maxes).max() <= L.SHIFT_FREE) == (abs(offset) < L.SHIFT_FREE - 3)  # the path meant
+    y = class_targets(rng, shape)
+    value, dx = check_loss("CrossEntropyLoss", {"reduction": reduction}, x, y, rng)
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(dx))
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
