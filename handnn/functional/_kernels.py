@@ -3,7 +3,8 @@
 Four measured facts about NumPy (2.x, one thread, this project's benchmark machine) shape them:
 
 * ``np.maximum(x, 0)`` (and ``np.minimum``) against a scalar runs a scalar loop; against a contiguous zeros array,
-  the SIMD loop (3-4x faster): :func:`against_zero`. ``np.ones(n)`` costs about a microsecond per call. Hence read-only constant blocks, made once.
+  the SIMD loop (3-4x faster): :func:`against_zero`. ``np.ones(n)`` costs about a microsecond per call. Hence
+  read-only constant blocks, made once.
 * Sums along an axis (``x.sum(axis=1)``, ``np.einsum('mk,mk->m', ...)``) run 3-8x slower than the same sums as a
   matrix-vector product with a ones vector (BLAS ``gemv``): :func:`row_sums`, :func:`col_sums`, :func:`channel_sums`;
   sums of products per row, as ``np.vecdot`` (a BLAS dot per row): :func:`row_dots`.
@@ -63,8 +64,8 @@ def blockwise(kernel: Callable[..., None], arrays: Tuple[np.ndarray, ...], scrat
     first = arrays[0]
     alike = all(a.shape == first.shape and a.dtype == first.dtype for a in arrays)
     if first.nbytes <= WHOLE_BYTES or not alike or not all(a.flags.c_contiguous for a in arrays):
-        # cache-resident arrays (cutting would cost more than it saves), or arrays that cannot be cut alike: whole, with
-        # scratch of their broadcast shape and promoted dtype (NumPy's semantics for mismatched operands)
+        # cache-resident arrays (cutting would cost more than it saves), or arrays that cannot be cut alike: whole,
+        # with scratch of their broadcast shape and promoted dtype (NumPy's semantics for mismatched operands)
         if alike:
             shape, dtype = first.shape, first.dtype
         else:
