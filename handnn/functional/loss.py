@@ -67,22 +67,23 @@ def _spread(grad_output, cache: LossCache, dtype) -> np.ndarray:
 
 
 def _upstream(grad_output, cache: LossCache, dtype) -> np.ndarray:
-    """:func:`_spread` before the broadcast: a 0-d array for 'mean'/'sum' (multiplying by it broadcasts for free),
-    the checked ``grad_output`` for 'none'."""
+    """:func:`_spread` before the broadcast: a 0-d value (NumPy scalar or 0-d array) for 'mean'/'sum' (multiplying
+    by it broadcasts for free), the checked ``grad_output`` for 'none'."""
     if type(grad_output) is float and cache.reduction != "none":
         # the usual ``backward()`` (1.0): the same value without the array conversion and checks (a measurable
         # share of a small network's step)
         g = dtype.type(grad_output)
-        return g / dtype.type(cache.denom) if cache.reduction == "mean" else g
-    g = np.asarray(grad_output, dtype=dtype)
-    if cache.reduction == "none":
-        if g.shape != cache.loss_shape:
-            raise RuntimeError(f"grad_output of shape {g.shape} does not match the unreduced loss's shape "
-                               f"{cache.loss_shape}")
-        return g
-    if g.size != 1:
-        raise RuntimeError(f"grad_output for reduction={cache.reduction!r} must be a scalar, got shape {g.shape}")
-    g = g.reshape(())
+    else:
+        g = np.asarray(grad_output, dtype=dtype)
+        if cache.reduction == "none":
+            if g.shape != cache.loss_shape:
+                raise RuntimeError(f"grad_output of shape {g.shape} does not match the unreduced loss's shape "
+                                   f"{cache.loss_shape}")
+            return g
+        if g.size != 1:
+            raise RuntimeError(f"grad_output for reduction={cache.reduction!r} must be a scalar, got shape "
+                               f"{g.shape}")
+        g = g.reshape(())
     if cache.reduction == "mean":
         g = g / dtype.type(cache.denom)
     return g
