@@ -18,7 +18,7 @@ from typing import Iterator, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from .._validation import check_array, check_same_dtype
-from ._kernels import BLOCK, UNBUFFERED_FROM, channel_sums, col_sums, ones, row_dots, row_sums, unbuffered
+from ._kernels import UNBUFFERED_FROM, channel_sums, col_sums, ones, row_dots, row_sums, unbuffered
 
 Grads = Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]
 
@@ -171,6 +171,11 @@ def _centred_affine(centred: np.ndarray, scale: np.ndarray, offset: np.ndarray) 
 
 # ---- blocks of samples: the kernels below make their several passes over a few samples at a time, while these
 # are in cache, instead of streaming the whole array through memory once per pass (3-5 passes per kernel) ---------
+#: elements per block of samples (1 MiB of float32): at 32 x 64 x 28 x 28, BatchNorm2d and GroupNorm forward +
+#: backward took 5-12 % less time (float32; float64 1-5 %) than with blocks of 65536 elements, whose extra Python
+#: iterations cost more than the smaller blocks saved in cache traffic
+BLOCK = 262144
+
 def _sample_blocks(a: np.ndarray) -> Iterator[Tuple[int, int]]:
     """``(start, stop)`` of consecutive blocks of samples (the first dim of ``a``), about ``BLOCK`` elements each
     (at least one sample)."""
