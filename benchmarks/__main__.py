@@ -3,11 +3,15 @@
 Times every case of :mod:`benchmarks.cases` for handnn and torch in the same process, single-threaded, with the
 repetitions interleaved (handnn, torch, handnn, torch, ...) so drifts in machine speed hit both, and prints the
 medians, the ratio handnn / torch (the median of the per-repetition ratios; below 1: handnn is faster) and, for
-layers, the bytes handnn keeps for backward relative to the input. ``--quick`` is the CI smoke run: tiny sizes, two repetitions, no claims.
+layers, the bytes handnn keeps for backward relative to the input. Both sides run with the same pinned allocator
+thresholds (:func:`_pin_allocator`); the page faults per call are counted. ``--quick`` is the CI smoke run: tiny
+sizes, two repetitions, no claims.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import fnmatch
 import json
 import platform
@@ -33,6 +37,43 @@ def _limit_blas_threads() -> str:
     return ", ".join(sorted({f"{i['internal_api']}={i['num_threads']}" for i in threadpool_info()}))
 
 
+#: glibc ``mallopt`` parameters (malloc.h) and the values the benchmark sets
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest (64-bit): arrays up to 32 MiB come from the heap
+TRIM_THRESHOLD = 1024 ** 3
+
+
+def _pin_allocator() -> str:
+    """Keep freed memory in the process (glibc only), for both libraries alike.
+
+    By default glibc hands a freed block of more than 128 KiB back to the system (or trims the heap's top) with
+    thresholds that move with the heap's history; the next array of that size then page-faults every 4 KiB page
+    back in, which on the benchmark machine costs about 5 µs per page: 5 ms for a 4 MiB array. Which side pays
+    depended on what ran before: torch's Dropout float64 measured 1.3 ms and 6.8 ms in two runs (2900 faults per
+    call), handnn's BatchNorm1d float64 2.3 ms and 7.5 ms in two harnesses. Fixed thresholds (``mallopt``) make
+    both sides reuse their freed memory, so the table compares computation; the faults per call that remain
+    are reported (``page_faults``) and ``--system-malloc`` measures with the defaults.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return "system (no glibc mallopt)"
+    if not (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+        return "system (mallopt refused)"
+    return f"glibc mmap_threshold={MMAP_THRESHOLD >> 20} MiB, trim_threshold={TRIM_THRESHOLD >> 30} GiB"
+
+
+def _page_faults() -> int:
+    """Minor page faults of this process so far (0 where the ``resource`` module is missing)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _calibrate(work: Callable[[], object], target: float) -> int:
     """How many calls make one sample last about ``target`` seconds (at least one)."""
     start = time.perf_counter()
@@ -41,11 +82,15 @@ def _calibrate(work: Callable[[], object], target: float) -> int:
     return max(1, int(target / max(elapsed, 1e-7)))
 
 
-def _sample(work: Callable[[], object], number: int) -> float:
+def _sample(work: Callable[[], object], number: int, faults: List[float]) -> float:
+    """Seconds per call over ``number`` calls; appends the page faults per call to ``faults``."""
+    before = _page_faults()
     start = time.perf_counter()
     for _ in range(number):
         work()
-    return (time.perf_counter() - start) / number
+    elapsed = time.perf_counter() - start
+    faults.append((_page_faults() - before) / number)
+    return elapsed / number
 
 
 def time_pair(ours: Callable[[], object], theirs: Callable[[], object], repeat: int,
@@ -57,11 +102,14 @@ def time_pair(ours: Callable[[], object], theirs: Callable[[], object], repeat: 
     ours(), theirs()
     number = min(_calibrate(ours, target), _calibrate(theirs, target))
     samples: Dict[str, List[float]] = {"handnn": [], "torch": []}
+    faults: Dict[str, List[float]] = {"handnn": [], "torch": []}
     for _ in range(repeat):
-        samples["handnn"].append(_sample(ours, number))
-        samples["torch"].append(_sample(theirs, number))
+        samples["handnn"].append(_sample(ours, number, faults["handnn"]))
+        samples["torch"].append(_sample(theirs, number, faults["torch"]))
     result = {side: statistics.median(values) for side, values in samples.items()}
     result["ratio"] = statistics.median(h / t for h, t in zip(samples["handnn"], samples["torch"]))
+    for side, values in faults.items():
+        result[f"{side}_faults"] = statistics.median(values)
     return result
 
 
@@ -81,7 +129,8 @@ def run(sizes: Sequence[str], dtypes: Sequence[str], pattern: str, repeat: int, 
                 medians = time_pair(built.handnn, built.torch, repeat, target)
                 row = {"case": case.name, "kind": case.kind, "size": size, "dtype": dtype,
                        "handnn_s": medians["handnn"], "torch_s": medians["torch"],
-                       "ratio": medians["ratio"]}
+                       "ratio": medians["ratio"], "handnn_page_faults": medians["handnn_faults"],
+                       "torch_page_faults": medians["torch_faults"]}
                 if built.cache_bytes is not None:
                     row["cache_per_input"] = built.cache_bytes / built.input_bytes
                 rows.append(row)
@@ -105,10 +154,17 @@ def markdown(rows: List[Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def environment(blas: str) -> Dict[str, str]:
+def environment(blas: str, malloc: str) -> Dict[str, str]:
     return {"date": date.today().isoformat(), "python": platform.python_version(), "numpy": np.__version__,
             "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-            "torch_threads": str(torch.get_num_threads()), "blas": blas}
+            "torch_threads": str(torch.get_num_threads()), "blas": blas, "malloc": malloc}
+
+
+def faults_note(rows: List[Dict[str, object]]) -> str:
+    """One line: the largest median page faults per call on each side (0 when the allocator reuses its memory)."""
+    worst = {side: max(float(r[f"{side}_page_faults"]) for r in rows) for side in ("handnn", "torch")}
+    return (f"page faults per call (median of the repetitions), largest row: handnn {worst['handnn']:.0f}, "
+            f"torch {worst['torch']:.0f}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -120,9 +176,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="CI smoke run: tiny sizes, 2 repetitions")
     parser.add_argument("--json", metavar="FILE", help="also write the rows and the environment as JSON")
     parser.add_argument("--progress", action="store_true", help="print each case to stderr as it runs")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's allocator thresholds alone (freed arrays page-fault back in)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     blas = _limit_blas_threads()
+    malloc = "system" if args.system_malloc else _pin_allocator()
     sizes = ["tiny"] if args.quick else [s.strip() for s in args.sizes.split(",")]
     unknown = set(sizes) - set(cases.SIZES_1D)
     if unknown:
@@ -132,9 +191,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not rows:
         print(f"no benchmark matches {args.only!r}", file=sys.stderr)
         return 2
-    env = environment(blas)
+    env = environment(blas, malloc)
     print("handnn / torch, single thread — " + ", ".join(f"{k} {v}" for k, v in env.items()))
     print(markdown(rows))
+    print(faults_note(rows))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"environment": env, "rows": rows}, fh, indent=1)

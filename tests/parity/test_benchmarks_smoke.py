@@ -19,7 +19,27 @@ def test_quick_run_writes_a_row_per_case_size_and_dtype(tmp_path, capsys):
     names = {c.name for c in cases.ALL if "norm" in c.name.lower()}
     assert {(r["case"], r["dtype"]) for r in data["rows"]} == {(n, d) for n in names for d in ("float32", "float64")}
     assert all(r["handnn_s"] > 0 and r["torch_s"] > 0 and r["cache_per_input"] > 0 for r in data["rows"])
-    assert "| BatchNorm2d | tiny | float64 |" in capsys.readouterr().out
+    assert all(r["handnn_page_faults"] >= 0 and r["torch_page_faults"] >= 0 for r in data["rows"])
+    printed = capsys.readouterr().out
+    assert "| BatchNorm2d | tiny | float64 |" in printed
+    assert "page faults per call" in printed
+    assert data["environment"]["malloc"].startswith(("glibc mmap_threshold=32 MiB", "system"))
+
+
+def test_system_malloc_leaves_the_allocator_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "_pin_allocator", lambda: pytest.fail("the allocator was pinned"))
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--only", "ReLU", "--dtype", "float32", "--system-malloc", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["environment"]["malloc"] == "system"
+
+
+def test_sample_counts_page_faults_per_call(monkeypatch):
+    """10 calls that each touch 5 fresh pages (the counter is faked): 5 faults per call."""
+    counter = iter([100, 150])
+    monkeypatch.setattr(bench, "_page_faults", lambda: next(counter))
+    faults = []
+    assert bench._sample(lambda: None, 10, faults) >= 0
+    assert faults == [5.0]
 
 
 @pytest.mark.parametrize("case", [c for c in cases.LAYERS if c.name != "Dropout"], ids=lambda c: c.name)
