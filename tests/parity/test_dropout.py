@@ -394,3 +394,19 @@ def test_no_mutation_and_dtype_kept(p, training, dtype, rng):
     np.testing.assert_array_equal(x, x_copy)
     np.testing.assert_array_equal(dout, dout_copy)
     np.testing.assert_array_equal(mask, mask_copy)
+
+
+@pytest.mark.parametrize("p", [0.3, 1.0])
+def test_cache_keeps_torch_noise(p, dtype, rng):
+    """The cache holds torch's ``noise = mask / (1 - p)`` in the input's dtype (what backward multiplies by, one
+    input-sized array); ``mask`` is read from it, and the layer's ``mask`` is None before any forward."""
+    layer = nn.Dropout(p, rng=rng)
+    assert layer.mask is None
+    x = draw(rng, (30, 7), dtype)
+    layer(x)
+    noise, mask = layer._cache.noise, layer.mask
+    assert noise.dtype == dtype and noise.shape == x.shape and mask.dtype == np.bool_
+    scale = dtype.type(1) / dtype.type(1 - p) if p < 1 else dtype.type(0)
+    np.testing.assert_array_equal(noise, np.where(mask, scale, dtype.type(0)))
+    if p < 1:
+        assert_nondegenerate(mask)

@@ -17,7 +17,8 @@ class Dropout(Module):
     Attributes
     ----------
     mask : ndarray of bool or None
-        The keep-mask applied by the last training forward (None when the input passed through).
+        The keep-mask applied by the last training forward (None when the input passed through, or before any
+        forward); read-only, computed from the cache on each access.
 
     Parameters
     ----------
@@ -38,7 +39,6 @@ class Dropout(Module):
         self.p = p
         self.inplace = inplace
         self.rng = default_rng(rng)
-        self.mask: Optional[np.ndarray] = None
         self._next_mask: Optional[np.ndarray] = None
 
     def use_mask(self, mask: np.ndarray) -> None:
@@ -50,8 +50,13 @@ class Dropout(Module):
         if self.training:  # an eval forward leaves the injected mask for the next training forward
             self._next_mask = None
         self._cache = cache
-        self.mask = cache.mask
         return out
+
+    @property
+    def mask(self) -> Optional[np.ndarray]:
+        """The keep-mask of the last forward (a new boolean array, from the cached ``noise``), or None."""
+        cache = self._cache
+        return None if cache is None else cache.mask
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         return F.dropout_backward(grad_output, self._saved())
