@@ -272,13 +272,16 @@ def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, n
 
 def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray, s_dxhat: np.ndarray) -> np.ndarray:
     """dx of BatchNorm / GroupNorm, ``inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with ``g = dout * w``,
-    from the sums of :func:`_centred_grads`: ``(g + centred * B + C) * inv_std`` with per-channel (BatchNorm) or
-    per-(sample, channel) (GroupNorm) coefficients, five passes (over blocks of samples beyond two dims). The
-    bracket is summed before the scaling, as in the formula: with a large ``inv_std`` (a near-constant group)
-    scaling first would leave its rounding noise where the terms cancel (a group of one value gives exactly 0 this
-    way)."""
+    from the sums of :func:`_centred_grads`: ``dout * A + centred * B + C`` with per-channel (BatchNorm) or
+    per-(sample, channel) (GroupNorm) coefficients computed in float64, four passes (over blocks of samples beyond
+    two dims). This is torch's GroupNorm backward (``c1 * dy + c2 * x + c3``); each term is rounded once, so the
+    error is that of the bracket summed before the scaling. A statistic over one value (a GroupNorm group of one
+    element) has ``x_hat = 0`` whatever the input: its dx is exactly 0, given as such rather than as the rounding
+    noise of terms that cancel."""
     n, c = dout.shape[:2]
     length = dout.size // (n * c)
+    if cache.group_size * length == 1:
+        return np.zeros_like(dout)
     w = None if cache.weight is None else cache.weight.reshape(c).astype(np.float64)
     inv_std, shift = cache.inv_std, cache.shift
     if cache.group_size:  # per (sample, group): sum the channels of each group, give each channel its group's
@@ -292,39 +295,34 @@ def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray,
             return v / (n * length)
     mean_g = mean(s_dout if w is None else w * s_dout)
     mean_gx = mean(s_dxhat if w is None else w * s_dxhat)
-    b = -inv_std * mean_gx  # centred * b + c = -mean_gx * x_hat - mean_g
+    b = -inv_std * mean_gx  # centred * b + offset = -mean_gx * x_hat - mean_g
     offset = -mean_g - b * shift
     dtype = dout.dtype
-    coefficients = (None if w is None else cache.weight.reshape(1, c), b.astype(dtype), offset.astype(dtype),
-                    inv_std.astype(dtype))
+    coefficients = [inv_std if w is None else inv_std * w, b * inv_std, offset * inv_std]
+    coefficients = [v.astype(dtype) for v in coefficients]
     dx = np.empty_like(dout)
     if dout.ndim == 2:
         with unbuffered(dx.size):
-            _bracket_times_inv_std(dx, dout, cache.centred, np.empty_like(dout), *coefficients)
+            _affine_sum(dx, dout, cache.centred, np.empty_like(dout), *coefficients)
         return dx
     arrays = [_per_channel(a) for a in (dx, dout, cache.centred)]
-    coefficients = tuple(None if v is None else v[:, :, None] for v in coefficients)
+    coefficients = [v[:, :, None] for v in coefficients]
     blocks = list(_sample_blocks(arrays[0]))
     scratch = np.empty((blocks[0][1] - blocks[0][0],) + arrays[0].shape[1:], dtype)
     with unbuffered(dx.size):
         for n0, n1 in blocks:
-            _bracket_times_inv_std(*(a[n0:n1] for a in arrays), scratch[:n1 - n0],
-                                   *(None if v is None else _samples(v, n0, n1) for v in coefficients))
+            _affine_sum(*(a[n0:n1] for a in arrays), scratch[:n1 - n0],
+                        *(_samples(v, n0, n1) for v in coefficients))
     return dx
 
 
-def _bracket_times_inv_std(dx: np.ndarray, dout: np.ndarray, centred: np.ndarray, scratch: np.ndarray,
-                           weight: Optional[np.ndarray], b: np.ndarray, offset: np.ndarray,
-                           inv_std: np.ndarray) -> None:
-    """``dx = (dout * weight + centred * b + offset) * inv_std`` (no weight: ``dout``), coefficients broadcasting
-    against the arrays; ``scratch`` of their shape is overwritten."""
-    if weight is None:
-        np.copyto(dx, dout)
-    else:
-        np.multiply(dout, weight, out=dx)
+def _affine_sum(dx: np.ndarray, dout: np.ndarray, centred: np.ndarray, scratch: np.ndarray, a: np.ndarray,
+                b: np.ndarray, c: np.ndarray) -> None:
+    """``dx = dout * a + centred * b + c``, coefficients broadcasting against the arrays; ``scratch`` of their
+    shape is overwritten."""
+    np.multiply(dout, a, out=dx)
     dx += np.multiply(centred, b, out=scratch)
-    dx += offset
-    dx *= inv_std
+    dx += c
 
 
 # ---- BatchNorm -----------------------------------------------------------------------------------
