@@ -50,9 +50,9 @@ def _pin_allocator() -> str:
     thresholds that move with the heap's history; the next array of that size then page-faults every 4 KiB page
     back in, which on the benchmark machine costs about 5 µs per page: 5 ms for a 4 MiB array. Which side pays
     depended on what ran before: torch's Dropout float64 measured 1.3 ms and 6.8 ms in two runs (2900 faults per
-    call), handnn's BatchNorm1d float64 2.3 ms and 7.5 ms in two harnesses. Fixed thresholds (``mallopt``) make
-    both sides reuse their freed memory, so the table compares computation; the faults per call that remain
-    are reported (``page_faults``) and ``--system-malloc`` measures with the defaults.
+    call), handnn's BatchNorm1d float64 2.3 ms in the benchmark and 5.1 ms in a plain loop (994 faults per call).
+    Fixed thresholds (``mallopt``) make both sides reuse their freed memory, so the table compares computation; the
+    faults per call that remain are reported (``page_faults``) and ``--system-malloc`` measures with the defaults.
     """
     name = ctypes.util.find_library("c")
     try:
