@@ -114,23 +114,32 @@ def constant_block(value: int, dtype: np.dtype) -> np.ndarray:
 #: up to this many elements a ufunc's scalar loop against a 0-d zero is cheaper than slicing the zeros block
 SMALL_AGAINST_ZERO = 2048
 
+#: :func:`against_zero`'s row length for large arrays: NumPy's ufunc buffer size, so that the broadcast zeros row
+#: is read directly, not copied through the buffer. One call over every row measured 10-15 % faster at 512 x 1024
+#: (float32 95 against 110 us, float64 141 against 163) than one call per block of ``BLOCK`` elements
+ZERO_ROW = 8192
+
 
 def against_zero(ufunc: np.ufunc, x: np.ndarray) -> np.ndarray:
     """``ufunc(x, 0)`` as a new array (``np.maximum``, ``np.minimum``), 3-4x faster on large inputs.
 
     NumPy's SIMD loops for these run only for two contiguous arrays: against the scalar 0 they fall back to a
-    scalar loop. A large C-contiguous ``x`` is therefore taken against the zeros block, block by block (the same
-    values, NaN propagated); a small one against :data:`ZERO`, where the call's overhead is the cost.
+    scalar loop. A large C-contiguous ``x`` is therefore taken against the zeros block: viewed as rows of
+    :data:`ZERO_ROW` elements, all against the same cache-resident row of zeros in one call (the same values, NaN
+    propagated); a small one against :data:`ZERO`, where the call's overhead is the cost.
     """
     if x.size <= SMALL_AGAINST_ZERO or not x.flags.c_contiguous:
         return ufunc(x, ZERO[x.dtype])
     zeros = constant_block(0, x.dtype)
-    if x.size <= BLOCK:
-        return ufunc(x, zeros[:x.size].reshape(x.shape))
+    n = x.size
+    if n <= BLOCK:
+        return ufunc(x, zeros[:n].reshape(x.shape))
     out = np.empty_like(x)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-    for start, stop in blocks(x.size):
-        ufunc(flat_x[start:stop], zeros[:stop - start], out=flat_out[start:stop])
+    whole = n - n % ZERO_ROW
+    ufunc(flat_x[:whole].reshape(-1, ZERO_ROW), zeros[:ZERO_ROW], out=flat_out[:whole].reshape(-1, ZERO_ROW))
+    if whole < n:
+        ufunc(flat_x[whole:], zeros[:n - whole], out=flat_out[whole:])
     return out
 
 

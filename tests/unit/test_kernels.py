@@ -47,20 +47,26 @@ def test_scalars_are_read_only_zero_d_arrays_giving_the_python_numbers_results(d
 
 
 @pytest.mark.parametrize("ufunc", [np.maximum, np.minimum])
-@pytest.mark.parametrize("size", [7, _kernels.SMALL_AGAINST_ZERO + 1, 3 * _kernels.BLOCK // 2],
-                         ids=["small", "one-block", "blocks"])
+@pytest.mark.parametrize("size", [7, _kernels.SMALL_AGAINST_ZERO + 1, 3 * _kernels.BLOCK // 2,
+                                  3 * _kernels.BLOCK // 2 + 5],
+                         ids=["small", "one-block", "rows", "rows-and-tail"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_against_zero_is_the_ufunc_with_zero(ufunc, size, dtype, seed):
-    """against_zero(ufunc, x) == ufunc(x, 0), NaN propagated, a new array, for every path (and a strided x)."""
+    """against_zero(ufunc, x) == ufunc(x, 0) bit for bit (NaN propagated, the sign of a zero kept as NumPy gives
+    it), a new array, for every path: the scalar loop, one block, whole rows of ZERO_ROW and a shorter tail, and
+    a strided x."""
     x = np.random.default_rng(seed).normal(size=size).astype(dtype)
     x[:3] = [np.nan, np.inf, -np.inf]
+    x[-4:] = [-0.0, np.nan, -np.inf, 0.5]  # in the tail when there is one
+    if size > _kernels.ZERO_ROW:
+        x[_kernels.ZERO_ROW - 1:_kernels.ZERO_ROW + 1] = [np.nan, -0.0]  # across the first row boundary
     for arr in (x, x[::2], x.reshape(-1, 1)):
         got = _kernels.against_zero(ufunc, arr)
         assert got.dtype == dtype and got.shape == arr.shape and not np.shares_memory(got, arr)
-        np.testing.assert_array_equal(got, ufunc(arr, 0))
+        expected = ufunc(arr, dtype(0))
+        np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blockwise_cuts_only_beyond_whole_bytes(dtype):
     """blockwise hands arrays of up to WHOLE_BYTES whole (one call, whole-sized scratch) and cuts larger ones into
     consecutive BLOCK-element blocks (the last partial), covering every element once."""
