@@ -67,6 +67,7 @@ def test_against_zero_is_the_ufunc_with_zero(ufunc, size, dtype, seed):
         np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blockwise_cuts_only_beyond_whole_bytes(dtype):
     """blockwise hands arrays of up to WHOLE_BYTES whole (one call, whole-sized scratch) and cuts larger ones into
     consecutive BLOCK-element blocks (the last partial), covering every element once."""
