@@ -8,12 +8,13 @@ per-row sums as BLAS matrix-vector products and sums of products as row dot prod
 on handnn-owned arrays, the broadcasting passes of large arrays with a small ufunc buffer
 (:func:`._kernels.unbuffered`). BatchNorm and GroupNorm keep the centred input instead of ``x_hat``
 (:class:`CentredCache`): their output and gradients are then per-channel affine maps of it, and no pass is spent
-building ``x_hat``; beyond two dims they work through blocks of samples that stay in cache.
+building ``x_hat``; beyond two dims they work through blocks of samples that stay in cache, as LayerNorm works
+through blocks of rows beyond 4 MiB per array.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -73,20 +74,6 @@ class CentredCache(NamedTuple):
     shape: Tuple[int, ...]
 
 
-def _affine(x_hat: np.ndarray, weight: Optional[np.ndarray], bias: Optional[np.ndarray],
-            out: Optional[np.ndarray] = None) -> np.ndarray:
-    """``x_hat * weight + bias`` (either may be None), into ``out`` when given (a scratch array of x_hat's shape)."""
-    out = np.empty_like(x_hat) if out is None else out
-    with unbuffered(x_hat.size):
-        if weight is not None:
-            np.multiply(x_hat, weight, out=out)
-        else:
-            np.copyto(out, x_hat)
-        if bias is not None:
-            out += bias
-    return out
-
-
 def _check_vector_size(name: str, v: Optional[np.ndarray], size: int) -> None:
     if v is not None and v.shape != (size,):
         raise RuntimeError(f"{name} should contain {size} elements not {v.size}")
@@ -116,34 +103,123 @@ def channel_sum64(x: np.ndarray) -> np.ndarray:
     return x3.sum(axis=2, dtype=np.float64).sum(axis=0)
 
 
-def _rows_normalized(x2: np.ndarray, eps: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Normalise each row of a 2-d (M, K) array: ``x_hat`` (a new array) and ``inv_std`` of shape (M, 1).
+# ---- blocks of samples: the kernels below make their several passes over a few samples at a time, while these
+# are in cache, instead of streaming the whole array through memory once per pass (3-5 passes per kernel) ---------
+#: elements per block of samples (1 MiB of float32): at 32 x 64 x 28 x 28, BatchNorm2d and GroupNorm forward +
+#: backward took 5-12 % less time (float32; float64 1-5 %) than with blocks of 65536 elements, whose extra Python
+#: iterations cost more than the smaller blocks saved in cache traffic
+BLOCK = 262144
+
+def _sample_blocks(a: np.ndarray) -> Iterator[Tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of samples (the first dim of ``a``), about ``BLOCK`` elements each
+    (at least one sample)."""
+    n = a.shape[0]
+    step = max(1, BLOCK // max(a.size // max(n, 1), 1))
+    return ((start, min(start + step, n)) for start in range(0, n, step))
+
+
+#: LayerNorm's rows run whole up to this many bytes per array, in blocks of samples beyond. Measured at 512 x 1024
+#: (2 and 4 MiB): whole was 3-8 % faster than two blocks when the machine's memory was quiet, two blocks 28 % faster
+#: (float32) when it was contended; at 4096 x 1024, blocks took 0.66-0.77 of the whole-array time
+ROWS_WHOLE_BYTES = 4 * 1024 * 1024
+
+
+def _row_blocks(a: np.ndarray) -> List[Tuple[int, int]]:
+    """LayerNorm's blocks of rows of a 2-d ``a``: one block up to :data:`ROWS_WHOLE_BYTES`, else
+    :func:`_sample_blocks`."""
+    if a.nbytes <= ROWS_WHOLE_BYTES:
+        return [(0, a.shape[0])] if a.shape[0] else []
+    return list(_sample_blocks(a))
+
+
+def _samples(v: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """A coefficient of leading dim N (per sample) or 1 (shared) for the samples ``start:stop``."""
+    return v if v.shape[0] == 1 else v[start:stop]
+
+
+def _rows_normalized(x2: np.ndarray, weight: Optional[np.ndarray], bias: Optional[np.ndarray],
+                     eps: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalise each row of a 2-d (M, K) array and apply the affine map: ``out = x_hat * weight + bias``, ``x_hat``
+    and ``inv_std`` (M, 1), ``weight`` and ``bias`` of K elements or None.
 
     Two passes for the statistics (mean, then the squares of the centred values), as torch does: no cancellation
-    from ``E[x^2] - E[x]^2``.
+    from ``E[x^2] - E[x]^2``. Large arrays go through every step a block of rows at a time (:func:`_row_blocks`),
+    while the block is in cache.
     """
-    k = x2.shape[1]
-    mean = (row_sums(np.ascontiguousarray(x2)) / k)[:, None]
+    x2 = np.ascontiguousarray(x2)
+    m, k = x2.shape
+    dtype = x2.dtype
+    x_hat, out, inv_std = np.empty_like(x2), np.empty_like(x2), np.empty((m, 1), dtype)
+    one, count, eps_ = ones(k, dtype), dtype.type(k), dtype.type(eps)
     with unbuffered(x2.size):
-        x_hat = np.subtract(x2, mean)
-    var = (row_dots(x_hat, x_hat) / k)[:, None]
-    inv_std = 1 / np.sqrt(var + eps)
-    with unbuffered(x2.size):
-        x_hat *= inv_std
-    return x_hat, inv_std
+        for r0, r1 in _row_blocks(x2):
+            rows, hat, s = x2[r0:r1], x_hat[r0:r1], inv_std[r0:r1]
+            mean = np.matmul(rows, one)
+            mean /= count
+            np.subtract(rows, mean[:, None], out=hat)
+            var = row_dots(hat, hat)
+            var /= count
+            var += eps_
+            np.sqrt(var, out=s[:, 0])
+            np.divide(dtype.type(1), s, out=s)
+            hat *= s
+            _affine_into(out[r0:r1], hat, weight, bias)
+    return out, x_hat, inv_std
 
 
-def _rows_backward(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """Row-wise fused backward, in place on ``g`` (a handnn-owned (M, K) array, ``scratch`` another, overwritten):
-    returns ``inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with means along each row."""
-    k = g.shape[1]
-    mean_g = (row_sums(g) / k)[:, None]
-    mean_gx = (row_dots(g, x_hat) / k)[:, None]
-    with unbuffered(g.size):
-        g -= mean_g
-        g -= np.multiply(x_hat, mean_gx, out=scratch)
-        g *= inv_std
-    return g
+def _affine_into(out: np.ndarray, x_hat: np.ndarray, weight: Optional[np.ndarray],
+                 bias: Optional[np.ndarray]) -> None:
+    """``out = x_hat * weight + bias`` (either may be None), broadcasting over rows."""
+    if weight is not None:
+        np.multiply(x_hat, weight, out=out)
+    else:
+        np.copyto(out, x_hat)
+    if bias is not None:
+        out += bias
+
+
+def _rows_backward(dout: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, weight: Optional[np.ndarray],
+                   has_bias: bool) -> Grads:
+    """LayerNorm's backward on (M, K) rows: ``dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with means
+    along each row and ``g = dout * weight``; ``dweight = sum(dout * x_hat)``, ``dbias = sum(dout)`` over the rows
+    (accumulated in float64 block by block, returned in the input's dtype; None when absent).
+
+    The row means come from ``dout`` and ``dout * x_hat`` (the product ``dweight`` needs) as matrix-vector
+    products with ``weight``, so ``g`` is formed once, as the start of ``dx``. Large arrays go a block of rows at a
+    time (:func:`_row_blocks`), with one block of scratch.
+    """
+    m, k = dout.shape
+    dtype = dout.dtype
+    dx = np.empty_like(dout)
+    dweight = np.zeros(k) if weight is not None else None
+    dbias = np.zeros(k) if has_bias else None
+    blocks = _row_blocks(dout)
+    scratch = np.empty((blocks[0][1] - blocks[0][0] if blocks else 0, k), dtype)
+    count = dtype.type(k)
+    with unbuffered(dout.size):
+        for r0, r1 in blocks:
+            d, hat, g, product = dout[r0:r1], x_hat[r0:r1], dx[r0:r1], scratch[:r1 - r0]
+            np.multiply(d, hat, out=product)
+            if weight is not None:
+                dweight += col_sums(product)
+                mean_gx, mean_g = np.matmul(product, weight), np.matmul(d, weight)
+                np.multiply(d, weight, out=g)
+            else:
+                mean_gx, mean_g = row_sums(product), row_sums(d)
+                np.copyto(g, d)
+            if dbias is not None:
+                dbias += col_sums(d)
+            mean_gx /= count
+            mean_g /= count
+            g -= mean_g[:, None]
+            g -= np.multiply(hat, mean_gx[:, None], out=product)
+            g *= inv_std[r0:r1]
+    return dx, _rounded(dweight, dtype), _rounded(dbias, dtype)
+
+
+def _rounded(v: Optional[np.ndarray], dtype: np.dtype) -> Optional[np.ndarray]:
+    """``v`` (a float64 accumulator) rounded to ``dtype``, or None."""
+    return None if v is None else v.astype(dtype)
 
 
 def _expand(v: np.ndarray, ndim: int) -> np.ndarray:
@@ -167,26 +243,6 @@ def _centred_affine(centred: np.ndarray, scale: np.ndarray, offset: np.ndarray) 
             np.multiply(c3[n0:n1], _samples(scale, n0, n1), out=block)
             block += _samples(offset, n0, n1)
     return out
-
-
-# ---- blocks of samples: the kernels below make their several passes over a few samples at a time, while these
-# are in cache, instead of streaming the whole array through memory once per pass (3-5 passes per kernel) ---------
-#: elements per block of samples (1 MiB of float32): at 32 x 64 x 28 x 28, BatchNorm2d and GroupNorm forward +
-#: backward took 5-12 % less time (float32; float64 1-5 %) than with blocks of 65536 elements, whose extra Python
-#: iterations cost more than the smaller blocks saved in cache traffic
-BLOCK = 262144
-
-def _sample_blocks(a: np.ndarray) -> Iterator[Tuple[int, int]]:
-    """``(start, stop)`` of consecutive blocks of samples (the first dim of ``a``), about ``BLOCK`` elements each
-    (at least one sample)."""
-    n = a.shape[0]
-    step = max(1, BLOCK // max(a.size // max(n, 1), 1))
-    return ((start, min(start + step, n)) for start in range(0, n, step))
-
-
-def _samples(v: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """A coefficient of leading dim N (per sample) or 1 (shared) for the samples ``start:stop``."""
-    return v if v.shape[0] == 1 else v[start:stop]
 
 
 def _centre_rows(x3: np.ndarray, mean0: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -493,11 +549,13 @@ def layer_norm_forward(
                 raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got "
                                    f"{name} of shape {list(v.shape)} and normalized_shape = {list(shape)}")
     axes = tuple(range(x.ndim - k, x.ndim))
-    x_hat, inv_std = _rows_normalized(x.reshape(-1, math.prod(shape)), eps)
-    x_hat = x_hat.reshape(x.shape)
+    d = math.prod(shape)
+    out, x_hat, inv_std = _rows_normalized(x.reshape(-1, d), None if weight is None else weight.reshape(d),
+                                           None if bias is None else bias.reshape(d), eps)
     inv_std = inv_std.reshape(x.shape[:x.ndim - k] + (1,) * k)
     param_axes = tuple(range(x.ndim - k))
-    return _affine(x_hat, weight, bias), NormCache(x_hat, inv_std, weight, bias is not None, axes, param_axes)
+    return out.reshape(x.shape), NormCache(x_hat.reshape(x.shape), inv_std, weight, bias is not None, axes,
+                                           param_axes)
 
 
 def layer_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
@@ -506,18 +564,13 @@ def layer_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
     ``dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` per sample with ``g = dout * weight``;
     ``dweight = sum(dout * x_hat)``, ``dbias = sum(dout)`` over the leading dims.
     """
-    d = math.prod(dout.shape[len(cache.param_axes):])
-    dout2, x_hat2 = np.ascontiguousarray(dout).reshape(-1, d), cache.x_hat.reshape(-1, d)
-    scratch = np.empty_like(dout2)
-    dweight = dbias = None
-    if cache.weight is not None:  # first, while scratch is free: sum over rows of dout * x_hat
-        dweight = col_sums(np.multiply(dout2, x_hat2, out=scratch)).reshape(cache.weight.shape)
-    if cache.has_bias:
-        dbias = col_sums(dout2).reshape(dout.shape[len(cache.param_axes):])
-    with unbuffered(dout.size):
-        g = np.multiply(dout2, cache.weight.reshape(d)) if cache.weight is not None else dout2.copy()
-    dx = _rows_backward(g, x_hat2, cache.inv_std.reshape(-1, 1), scratch).reshape(dout.shape)
-    return dx, dweight, dbias
+    normalized = dout.shape[len(cache.param_axes):]
+    d = math.prod(normalized)
+    weight = None if cache.weight is None else cache.weight.reshape(d)
+    dx, dweight, dbias = _rows_backward(np.ascontiguousarray(dout).reshape(-1, d), cache.x_hat.reshape(-1, d),
+                                        cache.inv_std.reshape(-1, 1), weight, cache.has_bias)
+    return (dx.reshape(dout.shape), None if dweight is None else dweight.reshape(normalized),
+            None if dbias is None else dbias.reshape(normalized))
 
 
 # ---- GroupNorm -----------------------------------------------------------------------------------

@@ -41,10 +41,12 @@ def test_large_input_parity(name, dtype, seed):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", sorted(n for n in LAYERS if "Norm" in n))
 def test_many_blocks_parity(name, dtype, block, seed, monkeypatch):
-    """BatchNorm and GroupNorm work through blocks of samples (``normalization._sample_blocks``): with blocks of
+    """BatchNorm and GroupNorm work through blocks of samples (``normalization._sample_blocks``), LayerNorm through
+    blocks of rows beyond ``ROWS_WHOLE_BYTES`` (set to 0 here, so its blocks run at this size): with blocks of
     1000 elements every sample is a block of its own, with 60000 blocks hold several samples and the last one
     fewer; torch's results hold either way."""
     monkeypatch.setattr(normalization, "BLOCK", block)
+    monkeypatch.setattr(normalization, "ROWS_WHOLE_BYTES", 0)
     _check_parity(name, dtype, seed)
 
 
