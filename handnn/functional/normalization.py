@@ -127,8 +127,8 @@ ROWS_WHOLE_BYTES = 4 * 1024 * 1024
 def _row_blocks(a: np.ndarray) -> List[Tuple[int, int]]:
     """LayerNorm's blocks of rows of a 2-d ``a``: one block up to :data:`ROWS_WHOLE_BYTES`, else
     :func:`_sample_blocks`."""
-    if a.nbytes <= ROWS_WHOLE_BYTES:
-        return [(0, a.shape[0])] if a.shape[0] else []
+    if a.nbytes <= ROWS_WHOLE_BYTES:  # an empty array too: one empty block
+        return [(0, a.shape[0])]
     return list(_sample_blocks(a))
 
 
@@ -194,7 +194,7 @@ def _rows_backward(dout: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, wei
     dweight = np.zeros(k) if weight is not None else None
     dbias = np.zeros(k) if has_bias else None
     blocks = _row_blocks(dout)
-    scratch = np.empty((blocks[0][1] - blocks[0][0] if blocks else 0, k), dtype)
+    scratch = np.empty((blocks[0][1] - blocks[0][0], k), dtype)
     count = dtype.type(k)
     with unbuffered(dout.size):
         for r0, r1 in blocks:
