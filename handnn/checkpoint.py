@@ -8,17 +8,24 @@ Layout: ``model/<state_dict key>``, ``optim/state/<index>/<name>``, ``optim/para
 ``scheduler`` (JSON), ``meta`` (JSON: format, version, digest, and the optimizer's and scheduler's class names,
 which ``load`` checks against the objects it is given).
 
+Saving to a path never damages the previous checkpoint: ``save`` writes a temporary file ``.<name>.<random>.tmp``
+in the same directory, syncs it to disk and renames it over the target, so a save that fails or is killed leaves the
+old file intact (a process killed outright can leave that temporary file behind: it is safe to delete).
+
 Not saved: the ``numpy.random.Generator`` of a ``Dropout`` (or of anything else). A run that must resume
 bit-identically saves ``layer.rng.bit_generator.state`` itself and restores it after ``load``.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import secrets
+import stat
 from collections import Counter
-from typing import Any, BinaryIO, Dict, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -80,9 +87,92 @@ def _digest(entries: Dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def _create_temporary(directory: str, name: str) -> Tuple[int, str]:
+    """A new, uniquely named ``.<name>.<random>.tmp`` in ``directory``, opened for writing: (descriptor, path).
+
+    Created with mode 0o666 like ``open(path, "wb")``, so the process umask applies in the kernel (``mkstemp``'s
+    0o600 would need the umask, which can only be read by setting it: a race with other threads)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    if len(os.fsencode(name)) > 200:  # keep the temporary's name within the 255 bytes a file system allows
+        name = name[:50]
+    for _ in range(100):
+        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", os.path.join(directory, f".{name}.*.tmp"))
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable. Windows cannot open a directory (its file systems journal the rename): skipped."""
+    if os.name == "nt":
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_atomically(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, fsync it and rename it onto ``path``; on any error (or
+    ``KeyboardInterrupt``) remove the temporary file, leave ``path`` as it was and re-raise."""
+    target = os.path.realpath(path)  # a symlink: its target is replaced, the link stays
+    directory, name = os.path.split(target)
+    try:
+        old: Optional[os.stat_result] = os.stat(target)
+    except FileNotFoundError:
+        old = None  # a new file: 0o666 & ~umask, from _create_temporary
+    # what open(path, "wb") refused, save refuses before writing anything: a directory, and a file we may not
+    # write (a checkpoint made read-only to protect it)
+    if old is not None and stat.S_ISDIR(old.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+    if old is not None and not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+    try:
+        fd, temporary = _create_temporary(directory, name)
+    except OSError as exc:  # e.g. the directory does not exist: name the file asked for, not the temporary
+        exc.filename = os.fspath(path)
+        raise
+    try:
+        try:
+            fh = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            raise
+        with fh:
+            if old is not None:  # replacing a file: keep its permissions
+                if hasattr(os, "fchmod"):
+                    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+                else:
+                    os.chmod(temporary, stat.S_IMODE(old.st_mode))
+            write(fh)
+            fh.flush()
+            os.fsync(fd)
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
 def save(path: FileLike, model: Optional[Module] = None, optimizer: Optional[Optimizer] = None,
          scheduler: Optional[LRScheduler] = None) -> None:
-    """Write the states of ``model``, ``optimizer`` and ``scheduler`` (any of them) to ``path`` (.npz)."""
+    """Write the states of ``model``, ``optimizer`` and ``scheduler`` (any of them) to ``path`` (.npz).
+
+    ``path`` is the file's exact name (no ``.npz`` is appended), or a binary file object that is written into.
+    A path is replaced atomically: if the save fails (disk full, file-size limit, an exception, the process killed),
+    the previous file at ``path`` is left untouched.
+
+    Details: the new checkpoint is written to ``.<name>.<random>.tmp`` in the same directory, fsynced, renamed over
+    ``path``, and the directory fsynced. Replacing keeps the old file's permission bits (not its owner; a hard link
+    to the old file keeps the old content); a new file gets ``0o666 & ~umask``, as from ``open(path, "wb")``. A
+    symlink is followed: its target is replaced, the link kept. A directory or a file we may not write is refused
+    (IsADirectoryError, PermissionError) as ``open`` refused it."""
     entries: Dict[str, np.ndarray] = {}
     if model is not None:
         entries.update({f"model/{k}": v for k, v in model.state_dict().items()})
@@ -101,8 +191,7 @@ def save(path: FileLike, model: Optional[Module] = None, optimizer: Optional[Opt
     if scheduler is not None:
         meta["scheduler"] = type(scheduler).__name__
     if isinstance(path, (str, os.PathLike)):
-        with open(path, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), **entries)
+        _replace_atomically(path, lambda fh: np.savez(fh, meta=np.array(json.dumps(meta)), **entries))
     else:  # a binary file object (``to_bytes`` writes into a BytesIO)
         np.savez(path, meta=np.array(json.dumps(meta)), **entries)
 
