@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .._validation import check_array, normalize_dim
+from .._validation import NO_KERNEL, check_array, normalize_dim
 from ._kernels import UINT_OF, ZERO, against_zero, blocks, row_sums, unbuffered
 from .special import erf
 
@@ -51,10 +51,8 @@ def relu_values(x: np.ndarray) -> np.ndarray:
 # ---- ReLU: y = max(x, 0); dy/dx = 0 where y <= 0 (so 0 at x == 0, as in torch) -----------------------------
 def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, ActivationCache]:
     """``y = max(x, 0)``; shape and dtype of ``x`` (NaN propagates as in torch)."""
-    # torch computes relu of an integer tensor (handnn does not: TypeError) but rejects bool with RuntimeError.
-    if isinstance(x, np.ndarray) and x.dtype == np.bool_:
-        raise RuntimeError("relu(): Boolean inputs not supported for relu")
-    check_array(x, "relu", int_error=TypeError)
+    # torch computes relu of an integer or float16 tensor (handnn does not: TypeError), refuses bool and complex
+    check_array(x, "relu", refuses={"bool": RuntimeError, "complex": NotImplementedError})
     out = relu_values(x)  # np.maximum propagates NaN, as torch does
     return out, ActivationCache(out)
 
@@ -76,7 +74,7 @@ def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> Tuple[np.
         raise TypeError(
             f"leaky_relu(): argument 'negative_slope' must be Number, not {type(negative_slope).__name__}"
         )
-    check_array(x, "leaky_relu", int_error=NotImplementedError)
+    check_array(x, "leaky_relu", refuses=NO_KERNEL)
     slope = x.dtype.type(negative_slope)
     return np.where(x > 0, x, x * slope), ActivationCache(x, negative_slope)
 
@@ -90,7 +88,7 @@ def leaky_relu_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
 # ---- Sigmoid: y = 1 / (1 + exp(-x)); dy/dx = y (1 - y) -------------------------------------------
 def sigmoid_forward(x: np.ndarray) -> Tuple[np.ndarray, ActivationCache]:
     """``y = 1 / (1 + exp(-x))``, computed without overflow for large ``|x|``."""
-    check_array(x, "sigmoid", int_error=TypeError)
+    check_array(x, "sigmoid", refuses={})  # torch computes on every dtype
     # exp of a non-positive number never overflows: use e = exp(-|x|) on both branches.
     e = np.exp(-np.abs(x))
     out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
@@ -106,7 +104,7 @@ def sigmoid_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
 # ---- Tanh: dy/dx = 1 - y^2 ----------------------------------------------------------------------
 def tanh_forward(x: np.ndarray) -> Tuple[np.ndarray, ActivationCache]:
     """``y = tanh(x)``."""
-    check_array(x, "tanh", int_error=TypeError)
+    check_array(x, "tanh", refuses={})  # torch computes on every dtype
     out = np.tanh(x)
     return out, ActivationCache(out)
 
@@ -216,7 +214,7 @@ def gelu_forward(x: np.ndarray, approximate: str = "none") -> Tuple[np.ndarray, 
     (one input-sized array): backward is then one multiplication.
     """
     _check_approximate(approximate)
-    check_array(x, "gelu", int_error=NotImplementedError)
+    check_array(x, "gelu", refuses=NO_KERNEL)
     kernel = _gelu_tanh_block if approximate == "tanh" else _gelu_exact_block
     out, local = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
     flat_x = x.reshape(-1)  # a copy only for a non-contiguous x
@@ -261,7 +259,7 @@ def _softmax_dim(x: np.ndarray, dim: Optional[int], op: str) -> int:
     # torch's argument parser takes Python and NumPy integers but not bool or float (TypeError), before the dtype
     if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer))):
         raise TypeError(f"{op}(): argument 'dim' must be int, not {type(dim).__name__}")
-    check_array(x, op, int_error=NotImplementedError)
+    check_array(x, op, refuses=NO_KERNEL)
     if dim is None:
         dim = implicit_softmax_dim(x.ndim, op)
     return normalize_dim(dim, x.ndim)
@@ -275,19 +273,25 @@ def _rows(x: np.ndarray, dim: int) -> Optional[np.ndarray]:
 
 
 def softmax_forward(x: np.ndarray, dim: Optional[int] = None) -> Tuple[np.ndarray, SoftmaxCache]:
-    """``y = exp(x - max) / sum(exp(x - max))`` along ``dim``."""
+    """``y = exp(x - max) / sum(exp(x - max))`` along ``dim``.
+
+    A row holding +inf gives NaN (inf - inf), as in torch; an empty input gives an empty output.
+    """
     dim = _softmax_dim(x, dim, "softmax")
     if x.ndim == 0:
         return np.ones_like(x), SoftmaxCache(np.ones_like(x), 0)
+    if x.size == 0:
+        return np.empty_like(x), SoftmaxCache(np.empty_like(x), dim)
     rows = _rows(x, dim)
-    if rows is None:
-        e = np.exp(x - x.max(axis=dim, keepdims=True))
-        e /= e.sum(axis=dim, keepdims=True)
-        return e, SoftmaxCache(e, dim)
-    with unbuffered(x.size):  # row-wise broadcasting, sums by BLAS (see ._kernels)
-        e = np.subtract(rows, rows.max(axis=1, keepdims=True))
-        np.exp(e, out=e)
-        e /= row_sums(e)[:, None]
+    with np.errstate(invalid="ignore"):  # inf - inf = NaN, torch's result
+        if rows is None:
+            e = np.exp(x - x.max(axis=dim, keepdims=True))
+            e /= e.sum(axis=dim, keepdims=True)
+            return e, SoftmaxCache(e, dim)
+        with unbuffered(x.size):  # row-wise broadcasting, sums by BLAS (see ._kernels)
+            e = np.subtract(rows, rows.max(axis=1, keepdims=True))
+            np.exp(e, out=e)
+            e /= row_sums(e)[:, None]
     e = e.reshape(x.shape)
     return e, SoftmaxCache(e, dim)
 
@@ -298,31 +302,38 @@ def softmax_backward(dout: np.ndarray, cache: SoftmaxCache) -> np.ndarray:
     if y.ndim == 0:
         return np.zeros_like(dout)
     rows, dout_rows = _rows(y, dim), _rows(dout, dim)
-    if rows is None or dout_rows is None:
-        return y * (dout - (dout * y).sum(axis=dim, keepdims=True))
-    dx = np.multiply(dout_rows, rows)
-    dot = row_sums(dx)[:, None]
-    with unbuffered(dx.size):
-        np.subtract(dout_rows, dot, out=dx)
-    dx *= rows
+    with np.errstate(invalid="ignore"):  # a non-finite dout: inf - inf = NaN, as in torch
+        if rows is None or dout_rows is None:
+            return y * (dout - (dout * y).sum(axis=dim, keepdims=True))
+        dx = np.multiply(dout_rows, rows)
+        dot = row_sums(dx)[:, None]
+        with unbuffered(dx.size):
+            np.subtract(dout_rows, dot, out=dx)
+        dx *= rows
     return dx.reshape(dout.shape)
 
 
 def log_softmax_forward(x: np.ndarray, dim: Optional[int] = None) -> Tuple[np.ndarray, SoftmaxCache]:
-    """``y = x - max - log(sum(exp(x - max)))`` along ``dim``."""
+    """``y = x - max - log(sum(exp(x - max)))`` along ``dim``.
+
+    A row holding +inf gives NaN (inf - inf), as in torch; an empty input gives an empty output.
+    """
     dim = _softmax_dim(x, dim, "log_softmax")
     if x.ndim == 0:
         return np.zeros_like(x), SoftmaxCache(np.zeros_like(x), 0)
+    if x.size == 0:
+        return np.empty_like(x), SoftmaxCache(np.empty_like(x), dim)
     rows = _rows(x, dim)
-    if rows is None:
-        shifted = x - x.max(axis=dim, keepdims=True)
-        shifted -= np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
-        return shifted, SoftmaxCache(shifted, dim)
-    with unbuffered(x.size):
-        shifted = np.subtract(rows, rows.max(axis=1, keepdims=True))
-    lse = np.log(row_sums(np.exp(shifted)))[:, None]
-    with unbuffered(x.size):
-        shifted -= lse
+    with np.errstate(invalid="ignore"):  # inf - inf = NaN, torch's result
+        if rows is None:
+            shifted = x - x.max(axis=dim, keepdims=True)
+            shifted -= np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+            return shifted, SoftmaxCache(shifted, dim)
+        with unbuffered(x.size):
+            shifted = np.subtract(rows, rows.max(axis=1, keepdims=True))
+        lse = np.log(row_sums(np.exp(shifted)))[:, None]
+        with unbuffered(x.size):
+            shifted -= lse
     shifted = shifted.reshape(x.shape)
     return shifted, SoftmaxCache(shifted, dim)
 
@@ -333,10 +344,11 @@ def log_softmax_backward(dout: np.ndarray, cache: SoftmaxCache) -> np.ndarray:
     if y.ndim == 0:
         return np.zeros_like(dout)
     rows, dout_rows = _rows(y, dim), _rows(dout, dim)
-    if rows is None or dout_rows is None:
-        return dout - np.exp(y) * dout.sum(axis=dim, keepdims=True)
-    dx = np.exp(rows)
-    with unbuffered(dx.size):
-        dx *= row_sums(dout_rows)[:, None]
-    np.subtract(dout_rows, dx, out=dx)
+    with np.errstate(invalid="ignore"):  # a non-finite dout: inf - inf, inf * 0 = NaN, as in torch
+        if rows is None or dout_rows is None:
+            return dout - np.exp(y) * dout.sum(axis=dim, keepdims=True)
+        dx = np.exp(rows)
+        with unbuffered(dx.size):
+            dx *= row_sums(dout_rows)[:, None]
+        np.subtract(dout_rows, dx, out=dx)
     return dx.reshape(dout.shape)

@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .._validation import check_array
+from .._validation import check_array, check_ndarray
 
 
 class DropoutCache(NamedTuple):
@@ -25,7 +25,7 @@ class DropoutCache(NamedTuple):
     @property
     def mask(self) -> Optional[np.ndarray]:
         """The boolean keep-mask (a new array; None when the input passed through)."""
-        return None if self.noise is None else self.noise != 0
+        return None if self.noise is None else np.not_equal(self.noise, 0, out=np.empty(self.noise.shape, bool))
 
 
 def check_dropout_p(p: float) -> None:
@@ -96,12 +96,14 @@ def dropout_forward(
     check_dropout_p(p)
     if not 0.0 <= p <= 1.0:  # NaN: torch's ATen check raises RuntimeError, in eval too
         raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {p}")
-    check_array(x, "dropout")
-    if not training or p == 0:
+    check_ndarray(x, "dropout")
+    if not training or p == 0:  # the input itself, whatever its dtype, as torch returns it
         return x, DropoutCache(None, 1.0)
-    if p == 1:
+    if p == 1 and x.dtype.kind in "biufc":  # x * 0 in the input's dtype, as torch computes it for every dtype
         with np.errstate(invalid="ignore"):  # inf * 0 = NaN is torch's result, not a mistake
             return x * x.dtype.type(0), DropoutCache(np.zeros(x.shape, x.dtype), 0.0)
+    # drawing a mask: torch has no Bernoulli kernel for complex, cannot scale an integer or bool input
+    check_array(x, "dropout", refuses={"int": RuntimeError, "bool": RuntimeError, "complex": NotImplementedError})
     if mask is None:
         mask = draw_dropout_mask(x.shape, p, rng, x.dtype)
     elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:

@@ -157,7 +157,7 @@ def test_integer_input_raises_like_torch(make, int_dtype, rng):
     x_before = x.copy()
     torch_error = _torch_outcome(module, x)
     if torch_error is None:
-        error, match = TypeError, f"expected a float32 or float64 input, but got {np.dtype(int_dtype)}"
+        error, match = TypeError, f"handnn computes in float32 or float64, but the input is {np.dtype(int_dtype)}"
     else:
         error, match = torch_error, "not supported|expected a float32 or float64 input"
     with pytest.raises(error, match=match):
