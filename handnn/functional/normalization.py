@@ -18,7 +18,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._validation import check_array, check_same_dtype
+from .._validation import NO_KERNEL, check_array, check_half_input, check_same_dtype
 from ._kernels import UNBUFFERED_FROM, channel_sums, col_sums, ones, row_dots, row_sums, unbuffered
 
 Grads = Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]
@@ -72,6 +72,11 @@ class CentredCache(NamedTuple):
     batch_stats: bool
     group_size: int
     shape: Tuple[int, ...]
+
+
+#: the six public functions run with NumPy's floating-point warnings off: an inf or NaN input (inf - inf, inf * 0)
+#: or an overflowing variance gives torch's NaN/inf results, which torch computes without a warning
+_nonfinite_quietly = np.errstate(invalid="ignore", over="ignore", divide="ignore")
 
 
 def _check_vector_size(name: str, v: Optional[np.ndarray], size: int) -> None:
@@ -137,6 +142,13 @@ def _samples(v: np.ndarray, start: int, stop: int) -> np.ndarray:
     return v if v.shape[0] == 1 else v[start:stop]
 
 
+def _squares_overflow(mean: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Where ``mean ** 2`` overflows in ``dtype``: torch's LayerNorm and GroupNorm moments (a Welford cascade) then
+    give NaN statistics, where an overflowing variance alone gives them an infinite one (``inv_std = 0``)."""
+    mean = mean.astype(dtype, copy=False)
+    return np.isinf(mean * mean) & np.isfinite(mean)
+
+
 def _rows_normalized(x2: np.ndarray, weight: Optional[np.ndarray], bias: Optional[np.ndarray],
                      eps: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalise each row of a 2-d (M, K) array and apply the affine map: ``out = x_hat * weight + bias``, ``x_hat``
@@ -159,6 +171,7 @@ def _rows_normalized(x2: np.ndarray, weight: Optional[np.ndarray], bias: Optiona
             np.subtract(rows, mean[:, None], out=hat)
             var = row_dots(hat, hat)
             var /= count
+            var[_squares_overflow(mean, dtype)] = np.nan
             var += eps_
             np.sqrt(var, out=s[:, 0])
             np.divide(dtype.type(1), s, out=s)
@@ -245,32 +258,34 @@ def _centred_affine(centred: np.ndarray, scale: np.ndarray, offset: np.ndarray) 
     return out
 
 
-def _centre_rows(x3: np.ndarray, mean0: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _centre_rows(x3: np.ndarray, mean0: Optional[np.ndarray] = None
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``centred = x3 - mean0`` for a C-contiguous (N, R, K) array (R rows of K values per sample), with the sums
     of ``centred`` and of its squares per row ((N, R) each, BLAS in the array's dtype), a block of samples at a
-    time.
+    time; and the first means used, (N, R) (``mean0`` broadcast when given).
 
     ``mean0`` : (1, R, 1), or None for each row's own mean (a BLAS sum, corrected later by the second pass).
     """
     n, r, k = x3.shape
     dtype = x3.dtype
     centred = np.empty_like(x3)
-    sums, sums_sq = np.zeros((n, r), dtype), np.zeros((n, r), dtype)
+    sums, sums_sq, means = np.zeros((n, r), dtype), np.zeros((n, r), dtype), np.zeros((n, r, 1), dtype)
+    if mean0 is not None:
+        means[...] = mean0
     if k == 0:
-        return centred, sums, sums_sq
+        return centred, sums, sums_sq, means[:, :, 0]
     one = ones(k, dtype)
     with unbuffered(x3.size):
         for n0, n1 in _sample_blocks(x3):
             block, rows = centred[n0:n1], centred[n0:n1].reshape(-1, k)
+            mean = means[n0:n1]
             if mean0 is None:
-                mean = np.matmul(x3[n0:n1].reshape(-1, k), one).reshape(n1 - n0, r, 1)
+                np.matmul(x3[n0:n1].reshape(-1, k), one, out=mean.reshape(-1))
                 mean /= dtype.type(k)
-            else:
-                mean = mean0
             np.subtract(x3[n0:n1], mean, out=block)
             np.matmul(rows, one, out=sums[n0:n1].reshape(-1))
             row_dots(rows, rows, out=sums_sq[n0:n1].reshape(-1))
-    return centred, sums, sums_sq
+    return centred, sums, sums_sq, means[:, :, 0]
 
 
 def _second_pass(sums: np.ndarray, sums_sq: np.ndarray, count: int,
@@ -279,19 +294,30 @@ def _second_pass(sums: np.ndarray, sums_sq: np.ndarray, count: int,
     exact mean, the summed squared deviations ``sum((x - mean)^2)``, and ``inv_std``, all float64.
 
     The corrected two-pass algorithm (Chan, Golub & LeVeque): ``sum((c - d)^2) = sum(c^2) - d sum(c)`` with
-    ``d = sum(c) / count``; ``c`` is centred already, so nothing cancels.
+    ``d = sum(c) / count``; ``c`` is centred already, so nothing cancels. A non-finite ``d`` comes from an inf or NaN
+    input or first mean, a non-finite ``sum(c^2)`` from those or an overflow: there is nothing to correct then, and
+    ``sum(c^2)`` is torch's inf or NaN as it is.
     """
     sums, sums_sq = sums.astype(np.float64), sums_sq.astype(np.float64)
     shift = sums / count
-    var_sum = np.maximum(sums_sq - shift * sums, 0.0)
+    finite = np.isfinite(shift) & np.isfinite(sums_sq)
+    shift = np.where(finite, shift, 0.0)
+    var_sum = np.where(finite, np.maximum(sums_sq - shift * sums, 0.0), sums_sq)
     return shift, var_sum, 1 / np.sqrt(var_sum / count + eps)
+
+
+def _shifted(v: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``v * shift``, the second pass's correction of a term by the shift to the exact mean; 0 where ``v`` is inf or
+    NaN (the term is non-finite whatever the correction, and ``inf - inf`` would turn it into NaN where torch's
+    formula, which has no such correction, gives inf) or ``shift`` is 0 (no correction: eval, non-finite statistics)."""
+    return np.where((shift == 0) | ~np.isfinite(v), 0.0, v * shift)
 
 
 def _affine_coefficients(inv_std: np.ndarray, shift: np.ndarray, weight: Optional[np.ndarray],
                          bias: Optional[np.ndarray], dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
     """``y = x_hat * weight + bias = centred * a + c`` with ``a = inv_std * weight`` and ``c = bias - shift * a``."""
     a = inv_std if weight is None else inv_std * weight
-    c = -shift * a if bias is None else bias - shift * a
+    c = -_shifted(a, shift) if bias is None else bias - _shifted(a, shift)
     return a.astype(dtype), c.astype(dtype)
 
 
@@ -322,7 +348,7 @@ def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, n
         s_dout, s_dc = s_dout.astype(np.float64), s_dc.astype(np.float64)
     else:  # BatchNorm: over the batch too
         s_dout, s_dc = col_sums(s_dout).astype(np.float64)[None, :], col_sums(s_dc).astype(np.float64)[None, :]
-    s_dxhat = cache.inv_std * (s_dc - cache.shift * s_dout)  # sum(dout * (centred - shift)) * inv_std
+    s_dxhat = cache.inv_std * (s_dc - _shifted(s_dout, cache.shift))  # sum(dout * (centred - shift)) * inv_std
     return dout, s_dout, s_dxhat
 
 
@@ -332,12 +358,13 @@ def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray,
     per-(sample, channel) (GroupNorm) coefficients computed in float64, four passes (over blocks of samples beyond
     two dims). This is torch's GroupNorm backward (``c1 * dy + c2 * x + c3``); each term is rounded once, so the
     error is that of the bracket summed before the scaling. A statistic over one value (a GroupNorm group of one
-    element) has ``x_hat = 0`` whatever the input: its dx is exactly 0, given as such rather than as the rounding
-    noise of terms that cancel."""
+    element) has ``x_hat = 0`` whatever the input: its dx is exactly 0 where ``dout * inv_std`` is finite, given as
+    such rather than as the rounding noise of terms that cancel, and NaN where torch's is (a NaN or inf input or
+    upstream gradient)."""
     n, c = dout.shape[:2]
     length = dout.size // (n * c)
     if cache.group_size * length == 1:
-        return np.zeros_like(dout)
+        return np.multiply(dout, cache.inv_std.astype(dout.dtype)) * dout.dtype.type(0)
     w = None if cache.weight is None else cache.weight.reshape(c).astype(np.float64)
     inv_std, shift = cache.inv_std, cache.shift
     if cache.group_size:  # per (sample, group): sum the channels of each group, give each channel its group's
@@ -352,7 +379,7 @@ def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray,
     mean_g = mean(s_dout if w is None else w * s_dout)
     mean_gx = mean(s_dxhat if w is None else w * s_dxhat)
     b = -inv_std * mean_gx  # centred * b + offset = -mean_gx * x_hat - mean_g
-    offset = -mean_g - b * shift
+    offset = -mean_g - _shifted(b, shift)
     dtype = dout.dtype
     coefficients = [inv_std if w is None else inv_std * w, b * inv_std, offset * inv_std]
     coefficients = [v.astype(dtype) for v in coefficients]
@@ -382,6 +409,7 @@ def _affine_sum(dx: np.ndarray, dout: np.ndarray, centred: np.ndarray, scratch: 
 
 
 # ---- BatchNorm -----------------------------------------------------------------------------------
+@_nonfinite_quietly
 def batch_norm_forward(
     x: np.ndarray,
     running_mean: Optional[np.ndarray],
@@ -428,18 +456,19 @@ def batch_norm_forward(
         raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
     channels = x.shape[1]
     vectors = (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias))
-    for name, v in vectors:
-        _check_vector_size(name, v, channels)
-    check_array(x, "batch_norm", int_error=NotImplementedError)
+    if x.size:  # an empty input is returned empty whatever the vectors' sizes, as torch does, updating nothing
+        for name, v in vectors:
+            _check_vector_size(name, v, channels)
+    check_half_input(x, [v for _, v in vectors], "batch_norm")
+    check_array(x, "batch_norm", refuses=NO_KERNEL)
+    if x.size == 0:
+        zeros = np.zeros((1, channels))
+        return np.empty_like(x), CentredCache(np.empty_like(x), zeros, zeros + 1, weight, bias is not None,
+                                              training, 0, x.shape)
     for _, v in vectors:
         check_same_dtype(x, v, "batch_norm")
     if not training and (running_mean is None or running_var is None):
         raise RuntimeError("batch_norm in eval mode needs running_mean and running_var")
-
-    if x.size == 0:  # torch returns an empty output and leaves the statistics alone
-        zeros = np.zeros((1, channels))
-        return np.empty_like(x), CentredCache(np.empty_like(x), zeros, zeros + 1, weight, bias is not None,
-                                              training, 0, x.shape)
     x = np.ascontiguousarray(x)
     n = x.size // channels
     bshape = (1, channels) + (1,) * (x.ndim - 2)
@@ -456,7 +485,7 @@ def batch_norm_forward(
                 centred = np.subtract(x, mean0.reshape(bshape))  # the one input-sized array the cache keeps
             sums, sums_sq = col_sums(centred), col_sums(np.multiply(centred, centred))
         else:  # by blocks of samples, then the (sample, channel) sums summed per channel
-            centred, sums, sums_sq = _centre_rows(_per_channel(x), mean0.reshape(1, -1, 1))
+            centred, sums, sums_sq, _ = _centre_rows(_per_channel(x), mean0.reshape(1, -1, 1))
             centred = centred.reshape(x.shape)
             sums, sums_sq = col_sums(sums), col_sums(sums_sq)
         shift, var_sum, inv_std = _second_pass(sums, sums_sq, n, eps)
@@ -478,6 +507,7 @@ def batch_norm_forward(
                              x.shape)
 
 
+@_nonfinite_quietly
 def batch_norm_backward(dout: np.ndarray, cache: CentredCache) -> Grads:
     """Gradients of :func:`batch_norm_forward`.
 
@@ -490,8 +520,8 @@ def batch_norm_backward(dout: np.ndarray, cache: CentredCache) -> Grads:
     dx : ndarray, shape of ``dout``
     dweight, dbias : ndarray, shape (C,), or None when absent
     """
-    if dout.size == 0:
-        zeros = np.zeros(cache.shape[1], dout.dtype)
+    if dout.size == 0:  # zero gradients of the parameters' own size (an empty input may have other channels)
+        zeros = np.zeros(cache.shape[1] if cache.weight is None else cache.weight.shape[0], dout.dtype)
         return (np.empty_like(dout), zeros if cache.weight is not None else None,
                 zeros.copy() if cache.has_bias else None)
     dout, s_dout, s_dxhat = _centred_grads(dout, cache)
@@ -508,6 +538,7 @@ def batch_norm_backward(dout: np.ndarray, cache: CentredCache) -> Grads:
 
 
 # ---- LayerNorm -----------------------------------------------------------------------------------
+@_nonfinite_quietly
 def layer_norm_forward(
     x: np.ndarray,
     normalized_shape: Sequence[int],
@@ -533,6 +564,7 @@ def layer_norm_forward(
     # NotImplementedError, after the shape check.
     if not isinstance(x, np.ndarray):
         check_array(x, "layer_norm")  # TypeError for anything but an ndarray
+    check_half_input(x, (weight, bias), "layer_norm")
     for v in (weight, bias):
         check_same_dtype(x, v, "layer_norm")
     shape = tuple(int(s) for s in normalized_shape)
@@ -542,7 +574,7 @@ def layer_norm_forward(
             f"Given normalized_shape={list(shape)}, expected input with shape [*, {', '.join(map(str, shape))}], "
             f"but got input of size{list(x.shape)}"
         )
-    check_array(x, "layer_norm", int_error=NotImplementedError)
+    check_array(x, "layer_norm", refuses=NO_KERNEL)
     for name, v in (("weight", weight), ("bias", bias)):
         if v is not None:
             if v.shape != shape:
@@ -558,6 +590,7 @@ def layer_norm_forward(
                                            param_axes)
 
 
+@_nonfinite_quietly
 def layer_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
     """Gradients of :func:`layer_norm_forward`.
 
@@ -574,6 +607,7 @@ def layer_norm_backward(dout: np.ndarray, cache: NormCache) -> Grads:
 
 
 # ---- GroupNorm -----------------------------------------------------------------------------------
+@_nonfinite_quietly
 def group_norm_forward(
     x: np.ndarray,
     num_groups: int,
@@ -613,15 +647,17 @@ def group_norm_forward(
                 f"Expected {name} to be a vector of size equal to the number of channels in input, but "
                 f"got {name} of shape {list(v.shape)} and input of shape {list(x.shape)}"
             )
+    check_half_input(x, (weight, bias), "group_norm")
     for v in (weight, bias):
         check_same_dtype(x, v, "group_norm")
-    check_array(x, "group_norm", int_error=NotImplementedError)
+    check_array(x, "group_norm", refuses=NO_KERNEL)
     size = channels // num_groups
     x = np.ascontiguousarray(x)
-    rows = x.reshape(n, num_groups, -1)  # one row per (sample, group)
-    k = rows.shape[2]
-    centred, sums, sums_sq = _centre_rows(rows)  # centred: the one input-sized array the cache keeps
+    k = size * math.prod(x.shape[2:])
+    rows = x.reshape(n, num_groups, k)  # one row per (sample, group)
+    centred, sums, sums_sq, mean0 = _centre_rows(rows)  # centred: the one input-sized array the cache keeps
     shift, _, inv_std = _second_pass(sums.reshape(-1), sums_sq.reshape(-1), max(k, 1), eps)
+    inv_std[_squares_overflow(mean0.reshape(-1) + shift, x.dtype)] = np.nan
 
     def per_channel(v: np.ndarray) -> np.ndarray:  # (N * G,) -> (N, C): each channel its group's value
         return np.repeat(v.reshape(n, num_groups), size, axis=1)
@@ -633,6 +669,7 @@ def group_norm_forward(
                                                         size, x.shape)
 
 
+@_nonfinite_quietly
 def group_norm_backward(dout: np.ndarray, cache: CentredCache) -> Grads:
     """Gradients of :func:`group_norm_forward`: the LayerNorm formula per (sample, group);
     ``dweight = sum(dout * x_hat)``, ``dbias = sum(dout)`` over every dim but 1."""
