@@ -9,11 +9,11 @@ applies the element-wise derivative.
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .._validation import check_array, check_same_dtype
+from .._validation import NO_KERNEL, REFUSES_ALL, check_array, check_ndarray, check_same_dtype, normalize_dim
 from ._kernels import ONE, against_zero, row_sums, unbuffered
 from .activation import SoftmaxCache, _rows, log_softmax_backward, log_softmax_forward
 
@@ -30,7 +30,12 @@ class LossCache(NamedTuple):
     reduction : 'none' | 'mean' | 'sum'
     denom : what 'mean' divides the summed losses by
     loss_shape : shape of the unreduced loss
+    input_shape : the input's shape (its gradient's)
     extra : loss-specific (NLL: the ClassTargets; CrossEntropy: a CrossEntropyExtra)
+    input_dtype : the input's dtype, its gradient's (``local`` is in the loss's dtype, which torch promotes with the
+        target's and weights')
+    backward_error : a message when torch computes this loss but refuses its backward (HuberLoss with a target of
+        another dtype)
     """
 
     local: np.ndarray
@@ -39,6 +44,8 @@ class LossCache(NamedTuple):
     loss_shape: Tuple[int, ...]
     input_shape: Tuple[int, ...]
     extra: object = None
+    input_dtype: Optional[np.dtype] = None
+    backward_error: str = ""
 
 
 def check_reduction(reduction: str) -> None:
@@ -85,7 +92,11 @@ def _upstream(grad_output, cache: LossCache, dtype) -> np.ndarray:
                                f"{g.shape}")
         g = g.reshape(())
     if cache.reduction == "mean":
-        g = g / dtype.type(cache.denom)
+        if cache.denom:
+            g = g / dtype.type(cache.denom)
+        else:  # a mean over no element (an empty input): torch's grad_output / 0, spread over nothing
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = g / dtype.type(0)
     return g
 
 
@@ -98,51 +109,99 @@ def _sum_to_shape(grad: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _regression_pair(input: np.ndarray, target: np.ndarray, op: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Validate and broadcast (input, target) as torch's regression losses do (a warning on size mismatch)."""
-    check_array(input, op)
-    check_array(target, op)
-    check_same_dtype(input, target, op)
+def _loss_dtype(input: np.ndarray, *others: Optional[np.ndarray]) -> np.dtype:
+    """torch's result dtype of a loss: the input's float dtype promoted with every float target or weight given (an
+    integer or bool target takes the input's dtype)."""
+    dtype = input.dtype
+    for other in others:
+        if other is not None and other.dtype.kind == "f":
+            dtype = np.promote_types(dtype, other.dtype)
+    return dtype
+
+
+def _regression_pair(input, target, op: str, refuses, promote: bool = True,
+                     check_option: Optional[Callable[[], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Validate ``(input, target)`` in torch's order — both arrays, shapes that broadcast (torch warns when they
+    differ), the loss's option (``check_option``), dtypes — and return both broadcast, in the loss's dtype:
+    :func:`_loss_dtype`, or the input's without ``promote``."""
+    check_ndarray(input, op)
+    check_ndarray(target, op, "target")
     if target.shape != input.shape:
         warnings.warn(
             f"Using a target size ({target.shape}) that is different to the input size ({input.shape}). "
             "This will likely lead to incorrect results due to broadcasting. Please ensure they have the same size.",
-            UserWarning, stacklevel=3)
+            UserWarning, stacklevel=4)
         try:
-            return tuple(np.broadcast_arrays(input, target))  # type: ignore[return-value]
+            input, target = np.broadcast_arrays(input, target)
         except ValueError:
             raise RuntimeError(f"The size of input {input.shape} and target {target.shape} cannot be broadcast "
                                "together") from None
-    return input, target
+    if check_option is not None:
+        check_option()
+    check_array(input, op, refuses=refuses)
+    if target.dtype.kind not in "fiub":  # complex, object...: as torch treats such an input
+        check_array(target, op, refuses=refuses, name="target")
+    dtype = _loss_dtype(input, target) if promote else input.dtype
+    return input.astype(dtype, copy=False), target.astype(dtype, copy=False)
 
 
-def _elementwise(input, target, reduction, op, value_and_slope):
+def _elementwise(input, target, reduction, op, value_and_slope, refuses, promote: bool = True,
+                 check_option: Optional[Callable[[], None]] = None):
+    """A regression loss of ``d = input - target``: ``value_and_slope(d)`` gives the unreduced loss and its
+    derivative; inf and overflowing inputs give torch's inf and NaN, without NumPy's warnings.
+
+    Without ``promote`` (torch's HuberLoss) the loss is computed in the input's dtype, and a target of another dtype
+    makes the backward raise ``RuntimeError``, as torch's does.
+    """
     check_reduction(reduction)
-    x, t = _regression_pair(input, target, op)
-    loss, local = value_and_slope(x - t)
-    return _reduce(loss, reduction, loss.size), LossCache(local, reduction, loss.size, loss.shape, input.shape)
+    x, t = _regression_pair(input, target, op, refuses, promote, check_option)
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, local = value_and_slope(np.asarray(x - t))
+        value = _reduce(loss, reduction, loss.size)
+    refused = "" if promote or target.dtype == input.dtype else \
+        f"Found dtype {target.dtype} but expected {input.dtype}"
+    return value, LossCache(local, reduction, loss.size, loss.shape, np.shape(input), None, input.dtype, refused)
 
 
 def _elementwise_backward(grad_output, cache: LossCache) -> np.ndarray:
+    """dL/d(input) of a loss whose unreduced value depends on each input element alone: the spread upstream gradient
+    times ``local``, summed over broadcast dims, in the input's dtype."""
+    if cache.backward_error:
+        raise RuntimeError(cache.backward_error)
     g = _upstream(grad_output, cache, cache.local.dtype)
-    return _sum_to_shape(g * cache.local, cache.input_shape)
+    with np.errstate(invalid="ignore"):  # an inf upstream gradient times a zero slope: NaN, as in torch
+        dx = _sum_to_shape(g * cache.local, cache.input_shape)
+    return dx if cache.input_dtype is None or dx.dtype == cache.input_dtype else dx.astype(cache.input_dtype)
 
 
 # ---- regression losses ----------------------------------------------------------------------------
 def mse_loss_forward(input, target, reduction: str = "mean"):
     """``(x - y)^2``; d/dx = ``2 (x - y)``."""
-    return _elementwise(input, target, reduction, "mse_loss", lambda d: (d * d, 2 * d))
+    return _elementwise(input, target, reduction, "mse_loss", lambda d: (d * d, 2 * d),
+                        {"complex": NotImplementedError})
+
+
+def _l1(d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``|d|`` and its slope ``sign(d)``: 0 at 0, and 0 where ``d`` is NaN (torch's ``sgn`` backward)."""
+    slope = np.sign(d, out=np.empty_like(d))  # an array for 0-d d too
+    slope[np.isnan(slope)] = 0
+    return np.abs(d), slope
 
 
 def l1_loss_forward(input, target, reduction: str = "mean"):
-    """``|x - y|``; d/dx = ``sign(x - y)`` (0 at 0, as torch)."""
-    return _elementwise(input, target, reduction, "l1_loss", lambda d: (np.abs(d), np.sign(d)))
+    """``|x - y|``; d/dx = ``sign(x - y)`` (0 at 0 and where ``x - y`` is NaN, as torch)."""
+    return _elementwise(input, target, reduction, "l1_loss", _l1, {"bool": RuntimeError})
+
+
+def _check_positive(value: float, what: str, op: str, allow_zero: bool) -> None:
+    """torch's ``RuntimeError`` for a bad beta/delta, checked at the forward as torch does (NaN fails)."""
+    if not (value >= 0 if allow_zero else value > 0):
+        raise RuntimeError(f"{op} does not support {'negative' if allow_zero else 'non-positive'} values for "
+                           f"{what}.")
 
 
 def smooth_l1_loss_forward(input, target, reduction: str = "mean", beta: float = 1.0):
     """``0.5 z^2 / beta`` if ``|z| < beta`` else ``|z| - 0.5 beta`` (``z = x - y``; beta = 0 is L1)."""
-    if beta < 0:
-        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
     if beta == 0:
         return l1_loss_forward(input, target, reduction)
 
@@ -152,47 +211,55 @@ def smooth_l1_loss_forward(input, target, reduction: str = "mean", beta: float =
         loss = np.where(small, 0.5 * d * d / beta, a - 0.5 * beta)
         return loss.astype(d.dtype, copy=False), np.where(small, d / beta, np.sign(d)).astype(d.dtype, copy=False)
 
-    return _elementwise(input, target, reduction, "smooth_l1_loss", value_and_slope)
+    return _elementwise(input, target, reduction, "smooth_l1_loss", value_and_slope, {"complex": NotImplementedError},
+                        check_option=lambda: _check_positive(beta, "beta", "smooth_l1_loss", allow_zero=True))
 
 
 def huber_loss_forward(input, target, reduction: str = "mean", delta: float = 1.0):
-    """``0.5 z^2`` if ``|z| < delta`` else ``delta (|z| - 0.5 delta)``; d/dx = ``clip(z, -delta, delta)``."""
-    if delta <= 0:
-        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+    """``0.5 z^2`` if ``|z| < delta`` else ``delta (|z| - 0.5 delta)``; d/dx = ``clip(z, -delta, delta)``.
 
+    As torch: computed in the input's dtype; a target of another dtype is accepted by the forward and refused by the
+    backward (``RuntimeError``).
+    """
     def value_and_slope(d):
         a = np.abs(d)
         loss = np.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)).astype(d.dtype, copy=False)
         return loss, np.clip(d, -delta, delta).astype(d.dtype, copy=False)
 
-    return _elementwise(input, target, reduction, "huber_loss", value_and_slope)
+    return _elementwise(input, target, reduction, "huber_loss", value_and_slope,
+                        {"int": RuntimeError, "bool": RuntimeError, "complex": NotImplementedError}, promote=False,
+                        check_option=lambda: _check_positive(delta, "delta", "huber_loss", allow_zero=False))
 
 
 mse_loss_backward = l1_loss_backward = smooth_l1_loss_backward = huber_loss_backward = _elementwise_backward
 
 
 # ---- binary cross-entropy -----------------------------------------------------------------------
-def _binary_pair(input, target, weight, op):
-    check_array(input, op)
-    check_array(target, op)
-    check_same_dtype(input, target, op)
+def _binary_pair(input, target, weight, op, refuses):
+    """torch's checks of a binary loss's arguments: the target's shape (``ValueError``) first, then dtypes, and a
+    weight broadcastable to the input."""
+    check_ndarray(input, op)
+    check_ndarray(target, op, "target")
     if target.shape != input.shape:
         if op == "binary_cross_entropy":  # torch words the same ValueError differently for the two losses
             raise ValueError(f"Using a target size ({target.shape}) that is different to the input size "
                              f"({input.shape}) is deprecated. Please ensure they have the same size.")
         raise ValueError(f"Target size ({target.shape}) must be the same as input size ({input.shape})")
+    check_array(input, op, refuses=refuses)
+    check_array(target, op, name="target")  # torch refuses an integer or bool target (RuntimeError)
     if weight is not None:
-        check_same_dtype(input, weight, op)
         _check_broadcastable(weight, input, "weight")
 
 
 def _check_broadcastable(param: np.ndarray, input: np.ndarray, name: str) -> None:
     """torch's ``RuntimeError`` (not NumPy's ``ValueError``) for a weight that does not broadcast to the input."""
     try:
-        np.broadcast_shapes(param.shape, input.shape)
+        fits = np.broadcast_shapes(param.shape, input.shape) == input.shape
     except ValueError:
+        fits = False
+    if not fits:
         raise RuntimeError(f"{name} of shape {list(param.shape)} cannot be broadcast to the input's shape "
-                           f"{list(input.shape)}") from None
+                           f"{list(input.shape)}")
 
 
 # torch's clamp of the BCE gradient's denominator is the float literal 1e-12f (9.99999996e-13 as float64).
@@ -202,12 +269,15 @@ _BCE_EPSILON = float(np.float32(1e-12))
 def binary_cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, reduction: str = "mean"):
     """``-w [y log x + (1 - y) log(1 - x)]`` on probabilities ``x``, each log clamped at -100 as torch does.
 
-    d/dx = ``w (x - y) / max(x (1 - x), float32(1e-12))``.
+    d/dx = ``w (x - y) / max(x (1 - x), float32(1e-12))``. Input and target must share a dtype; a weight of another
+    dtype is cast to it (torch's results); inputs and targets outside [0, 1] (or NaN) raise ``RuntimeError``.
     """
     check_reduction(reduction)
-    _binary_pair(input, target, weight, "binary_cross_entropy")
-    if np.any((input < 0) | (input > 1)) or np.any(np.isnan(input)):
-        raise RuntimeError("all elements of input should be between 0 and 1")
+    _binary_pair(input, target, weight, "binary_cross_entropy", REFUSES_ALL)
+    check_same_dtype(input, target, "binary_cross_entropy")
+    for name, v in (("input", input), ("target", target)):
+        if np.any((v < 0) | (v > 1)) or np.any(np.isnan(v)):
+            raise RuntimeError(f"all elements of {name} should be between 0 and 1")
     x, y = input, target
     with np.errstate(divide="ignore"):
         log_x = np.maximum(np.log(x), -100)
@@ -215,9 +285,10 @@ def binary_cross_entropy_forward(input, target, weight: Optional[np.ndarray] = N
     loss = -(y * log_x + (1 - y) * log_1mx)
     local = (x - y) / np.maximum((1 - x) * x, x.dtype.type(_BCE_EPSILON))
     if weight is not None:
-        loss = loss * weight
-        local = local * weight
-    return _reduce(loss, reduction, loss.size), LossCache(local, reduction, loss.size, loss.shape, input.shape)
+        loss = loss * weight.astype(x.dtype, copy=False)
+        local = local * weight.astype(x.dtype, copy=False)
+    return _reduce(loss, reduction, loss.size), LossCache(local, reduction, loss.size, loss.shape, input.shape,
+                                                          None, input.dtype)
 
 
 binary_cross_entropy_backward = _elementwise_backward
@@ -225,11 +296,13 @@ binary_cross_entropy_backward = _elementwise_backward
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
     """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, finite for every finite ``x`` (one temporary)."""
-    t = np.abs(x)  # not np.copysign(x, -1): one pass, but without a SIMD loop (3-4x slower on large inputs)
+    # not np.copysign(x, -1): one pass, but without a SIMD loop (3-4x slower on large inputs); out= keeps a 0-d x an
+    # array (a ufunc returns a NumPy scalar for it)
+    t = np.abs(x, out=np.empty(x.shape, x.dtype))
     np.negative(t, out=t)
     np.exp(t, out=t)
     np.log1p(t, out=t)
-    out = against_zero(np.minimum, x)
+    out = np.asarray(against_zero(np.minimum, x))  # an array even for 0-d x (a ufunc gives a NumPy scalar there)
     out -= t
     return out
 
@@ -239,31 +312,38 @@ def binary_cross_entropy_with_logits_forward(input, target, weight: Optional[np.
     """``[(1 - y) x - (1 + (pw - 1) y) log sigmoid(x)] w`` on logits ``x`` (stable for any ``|x|``).
 
     d/dx = ``[(pw y + 1 - y) sigmoid(x) - pw y] w`` (``pw = 1`` without pos_weight: ``(sigmoid(x) - y) w``).
+    As torch: the loss is in the target's dtype (torch computes it in place on ``1 - target``), the gradient in the
+    input's; handnn computes both in the widest dtype of the input, target and weights.
     """
     check_reduction(reduction)
-    _binary_pair(input, target, weight, "binary_cross_entropy_with_logits")
+    op = "binary_cross_entropy_with_logits"
+    _binary_pair(input, target, weight, op, NO_KERNEL)
     if pos_weight is not None:
-        check_same_dtype(input, pos_weight, "binary_cross_entropy_with_logits")
+        check_array(pos_weight, op, name="pos_weight")
         _check_broadcastable(pos_weight, input, "pos_weight")
-    x, y = input, target
-    log_sig = log_sigmoid(x)
-    local = np.exp(log_sig)  # sigmoid(x), becoming d/dx in place
-    loss = np.subtract(ONE[y.dtype], y)  # 1 - y
-    loss *= x
-    if pos_weight is None:
-        loss -= log_sig
-        local -= y
-    else:
-        log_weight = (pos_weight - 1) * y + 1
-        log_sig *= log_weight
-        loss -= log_sig
-        py = pos_weight * y
-        local *= py + 1 - y
-        local -= py
-    if weight is not None:
-        loss = loss * weight
-        local = local * weight
-    return _reduce(loss, reduction, loss.size), LossCache(local, reduction, loss.size, loss.shape, input.shape)
+    dtype = _loss_dtype(input, target, weight, pos_weight)
+    x, y = input.astype(dtype, copy=False), target.astype(dtype, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf logits: torch's NaN and inf, without warnings
+        log_sig = log_sigmoid(x)
+        local = np.exp(log_sig)  # sigmoid(x), becoming d/dx in place
+        loss = np.subtract(ONE[dtype], y)  # 1 - y
+        loss *= x
+        if pos_weight is None:
+            loss -= log_sig
+            local -= y
+        else:
+            log_weight = (pos_weight - 1) * y + 1
+            log_sig *= log_weight
+            loss -= log_sig
+            py = pos_weight * y
+            local *= py + 1 - y
+            local -= py
+        if weight is not None:
+            loss = loss * weight
+            local = local * weight
+        loss = loss.astype(target.dtype, copy=False)
+        value = _reduce(loss, reduction, loss.size)
+    return value, LossCache(local, reduction, loss.size, loss.shape, input.shape, None, input.dtype)
 
 
 binary_cross_entropy_with_logits_backward = _elementwise_backward
@@ -317,17 +397,20 @@ def _check_class_target_shape(input: np.ndarray, target: np.ndarray) -> np.ndarr
 
 def _class_targets(input: np.ndarray, target: np.ndarray, weight: Optional[np.ndarray], ignore_index: int,
                    op: str) -> ClassTargets:
-    """Check class-index targets as torch does (shape, then weight, then dtype, then range) and look up their
-    weights. Integer targets of any width are accepted (torch takes int64 and uint8 only)."""
-    if not isinstance(target, np.ndarray):
-        raise TypeError(f"{op}(): argument 'target' must be a numpy.ndarray, not {type(target).__name__}")
+    """Check class-index targets as torch does — shapes, the weight's size, then dtypes (the input's: no kernel for
+    integer, bool or complex input; a float16 input beside a weight is mixed; the weight's; the target's), then the
+    range — and look up their weights. Integer targets of any width are accepted (torch takes int64 and uint8
+    only)."""
+    check_ndarray(target, op, "target")
     target = _check_class_target_shape(input, target)
     classes = input.shape[_class_dim(input)]
-    if weight is not None:
-        check_same_dtype(input, weight, op)
-        if weight.shape != (classes,):
-            raise RuntimeError(f"weight tensor should be defined either for all {classes} classes or no classes "
-                               f"but got weight tensor of shape: {list(weight.shape)}")
+    if weight is not None and weight.shape != (classes,):
+        raise RuntimeError(f"weight tensor should be defined either for all {classes} classes or no classes "
+                           f"but got weight tensor of shape: {list(weight.shape)}")
+    if input.dtype == np.float16 and weight is not None:
+        raise RuntimeError(f"{op}(): mixed dtype: a float16 input beside a {weight.dtype} weight")
+    check_array(input, op, refuses=NO_KERNEL)
+    check_same_dtype(input, weight, op)
     if target.dtype.kind not in "iu":
         raise RuntimeError(f"expected target dtype to be an integer type (torch: Long or Byte), but got "
                            f"{target.dtype}")
@@ -361,8 +444,9 @@ def _nll(lp: np.ndarray, targets: ClassTargets, reduction: str):
 
 def _nll_picked(picked: np.ndarray, targets: ClassTargets, reduction: str):
     """:func:`_nll` from the log-probabilities at the targets, ``lp[y]``."""
-    # an array even for a (C,) input, whose product of 0-d arrays NumPy would turn into a scalar
-    loss = np.asarray(-targets.weight * picked)
+    # 0 at ignored positions even where the input is NaN (torch skips them); an array even for a (C,) input, whose
+    # product of 0-d arrays NumPy would turn into a scalar
+    loss = np.asarray(np.where(targets.valid, -targets.weight * picked, picked.dtype.type(0)))
     denom = float(targets.weight.sum(dtype=picked.dtype))
     return loss, _reduce(loss, reduction, denom), denom
 
@@ -419,9 +503,10 @@ def nll_loss_forward(input, target, weight: Optional[np.ndarray] = None, ignore_
     'mean' divides by ``sum_n w[y_n]`` over the positions not equal to ``ignore_index``.
     """
     check_reduction(reduction)
-    check_array(input, "nll_loss")
+    check_ndarray(input, "nll_loss")
     targets = _class_targets(input, target, weight, ignore_index, "nll_loss")
-    loss, value, denom = _nll(input, targets, reduction)
+    with np.errstate(invalid="ignore"):  # inf - inf in a sum of log-probabilities: NaN, as in torch
+        loss, value, denom = _nll(input, targets, reduction)
     local = _scatter(-targets.weight, targets.index, input)
     return value, LossCache(local, reduction, denom, loss.shape, input.shape, targets)
 
@@ -450,36 +535,31 @@ def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ig
     ``y' = (1 - eps) y + eps / C``; 'mean' divides by ``N * d1 * ...``. As in torch, ``eps < 0`` acts as 0.
     """
     check_reduction(reduction)
-    check_array(input, "cross_entropy")
-    # torch checks only the upper bound; a negative label_smoothing is accepted and acts as 0
-    if not label_smoothing <= 1.0:
+    op = "cross_entropy"
+    check_ndarray(input, op)
+    check_ndarray(target, op, "target")
+    c = 0 if input.ndim == 1 else 1
+    if target.shape == input.shape:  # torch takes a target shaped like the input as class probabilities
+        return _cross_entropy_probabilities(input, target, weight, ignore_index, reduction, label_smoothing)
+    # class indices: torch's log_softmax over the class dim first (its dim and dtype checks), then nll_loss_nd's
+    if label_smoothing > 1.0:  # torch checks only the upper bound here; a negative or NaN one acts as 0
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    if input.ndim < 1:
-        raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
-    c = _class_dim(input)
+    normalize_dim(c, input.ndim)
+    if not (input.dtype == np.float16 and weight is not None):  # that one is nll_loss's mixed dtype, below
+        check_array(input, op, refuses=NO_KERNEL)
+    targets = _class_targets(input, target, weight, ignore_index, "cross_entropy")
+    with np.errstate(invalid="ignore", over="ignore"):  # inf logits: torch's NaN and inf, without warnings
+        return _cross_entropy_classes(input, targets, weight, reduction, label_smoothing, c)
+
+
+def _cross_entropy_classes(input, targets: ClassTargets, weight, reduction, label_smoothing, c):
+    """:func:`cross_entropy_forward` of checked class-index targets."""
     classes = input.shape[c]
     wshape = [1] * input.ndim
     wshape[c] = classes
-    if isinstance(target, np.ndarray) and target.shape == input.shape:
-        # torch takes a target shaped like the input as class probabilities, whatever its dtype
-        if target.dtype.kind != "f":
-            raise RuntimeError(f"Expected floating point type for target with class probabilities, got {target.dtype}")
-        check_array(target, "cross_entropy")
-        check_same_dtype(input, target, "cross_entropy")
-        if ignore_index >= 0:
-            raise RuntimeError("ignore_index is not supported for floating point target")
-        if weight is not None:
-            check_same_dtype(input, weight, "cross_entropy")
-        lp, sm_cache = log_softmax_forward(input, c)
-        probs = target * (1 - label_smoothing) + label_smoothing / classes if label_smoothing > 0 else target
-        wy = probs * weight.reshape(wshape) if weight is not None else probs
-        loss = -(lp * wy).sum(axis=c)
-        denom = input.size / classes
-        value = _reduce(loss, reduction, denom)
-        return value, LossCache(-wy, reduction, denom, loss.shape, input.shape, CrossEntropyExtra(sm_cache, None, 0))
-    targets = _class_targets(input, target, weight, ignore_index, "cross_entropy")
+    smoothing = label_smoothing > 0  # a negative or NaN label smoothing acts as 0, as in torch
     rows = _rows(input, c)
-    if label_smoothing <= 0 and rows is not None and input.ndim == 2:
+    if not smoothing and rows is not None and input.ndim == 2:
         # (N, C) logits: the probabilities are kept instead of the log-probabilities (backward: no exp pass)
         probs, picked = _softmax_rows_and_picked(rows, targets.index)
         loss, value, denom = _nll_picked(picked, targets, reduction)
@@ -488,24 +568,59 @@ def cross_entropy_forward(input, target, weight: Optional[np.ndarray] = None, ig
                                                   probabilities=True))
     lp, sm_cache = log_softmax_forward(input, c)
     loss, value, denom = _nll(lp, targets, reduction)
-    if label_smoothing <= 0:
+    if not smoothing:
         # no input-sized scatter: backward builds dL/dx directly from the log-probabilities (see below)
         return value, LossCache(lp, reduction, denom, loss.shape, input.shape,
                                 CrossEntropyExtra(sm_cache, None, 0.0, targets, direct=True))
     local = _scatter(-targets.weight, targets.index, input)
-    smooth_local, smooth_denom = None, 0.0
-    if label_smoothing > 0:
-        w = weight.reshape(wshape) if weight is not None else np.ones(wshape, input.dtype)
-        mask = np.expand_dims(targets.valid, c)
-        smooth = -(lp * w).sum(axis=c) * targets.valid
-        smooth_denom = denom if weight is not None else float(targets.valid.sum())
-        eps_c = label_smoothing / classes
-        value = np.asarray((1 - label_smoothing) * value + _reduce(smooth, reduction, smooth_denom) * eps_c,
-                           dtype=input.dtype)
-        local = local * (1 - label_smoothing)
-        smooth_local = np.where(mask, -w * eps_c, 0).astype(input.dtype)
+    w = weight.reshape(wshape) if weight is not None else np.ones(wshape, input.dtype)
+    mask = np.expand_dims(targets.valid, c)
+    smooth = -(lp * w).sum(axis=c) * targets.valid
+    smooth_denom = denom if weight is not None else float(targets.valid.sum())
+    eps_c = label_smoothing / classes
+    value = np.asarray((1 - label_smoothing) * value + _reduce(smooth, reduction, smooth_denom) * eps_c,
+                       dtype=input.dtype)
+    local = local * (1 - label_smoothing)
+    smooth_local = np.where(mask, -w * eps_c, 0).astype(input.dtype)
     return value, LossCache(local, reduction, denom, loss.shape, input.shape,
                             CrossEntropyExtra(sm_cache, smooth_local, smooth_denom, targets))
+
+
+def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction, label_smoothing):
+    """Cross-entropy against class probabilities shaped like the input, with torch's checks in torch's order: a
+    float target, no ignore_index, a class dim (``IndexError`` for 0-d input), the weight's size, a label smoothing
+    of at most 1 (a negative or NaN one acts as 0), then the input's dtype. The loss is in the promoted dtype of the
+    input, target and weight; the gradient in the input's."""
+    op = "cross_entropy"
+    if target.dtype.kind != "f":
+        raise RuntimeError(f"Expected floating point type for target with class probabilities, got {target.dtype}")
+    if ignore_index >= 0:
+        raise RuntimeError("ignore_index is not supported for floating point target")
+    c = normalize_dim(0 if input.ndim == 1 else 1, input.ndim)
+    classes = input.shape[c]
+    if weight is not None and weight.shape != (classes,):
+        raise RuntimeError(f"weight tensor should be defined either for all {classes} classes or no classes but got "
+                           f"weight tensor of shape: {list(weight.shape)}")
+    if label_smoothing > 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    check_array(input, op, refuses=NO_KERNEL)
+    check_array(target, op, name="target")
+    if weight is not None:
+        check_array(weight, op, name="weight")
+    dtype = _loss_dtype(input, target, weight)
+    wshape = [1] * input.ndim
+    wshape[c] = classes
+    with np.errstate(invalid="ignore", over="ignore"):  # inf logits or targets: torch's NaN and inf
+        lp, sm_cache = log_softmax_forward(input, c)
+        probs = target.astype(dtype, copy=False)
+        if label_smoothing > 0 and classes:
+            probs = probs * (1 - label_smoothing) + label_smoothing / classes
+        wy = probs * weight.reshape(wshape) if weight is not None else probs
+        loss = -(lp * wy).sum(axis=c)
+        denom = input.size / classes if input.size else 0.0  # a 'mean' over no element is NaN, as in torch
+        value = _reduce(loss, reduction, denom)
+    return value, LossCache(-wy, reduction, denom, loss.shape, input.shape, CrossEntropyExtra(sm_cache, None, 0),
+                            input.dtype)
 
 
 def cross_entropy_backward(grad_output, cache: LossCache) -> np.ndarray:
@@ -513,11 +628,13 @@ def cross_entropy_backward(grad_output, cache: LossCache) -> np.ndarray:
     extra: CrossEntropyExtra = cache.extra
     dtype = cache.local.dtype
     c = _class_dim(cache.local)
-    if extra.targets is None:  # probability targets
-        dlp = cache.local * np.expand_dims(_spread(grad_output, cache, dtype), c)
-        return log_softmax_backward(dlp, extra.softmax_cache)
+    if extra.targets is None:  # probability targets: the gradient in the input's dtype
+        with np.errstate(invalid="ignore"):
+            dlp = cache.local * np.expand_dims(_spread(grad_output, cache, dtype), c)
+            return log_softmax_backward(dlp, extra.softmax_cache).astype(cache.input_dtype, copy=False)
     if extra.direct:
-        return _cross_entropy_class_backward(grad_output, cache)
+        with np.errstate(invalid="ignore"):  # an inf upstream gradient: torch's NaN and inf, without warnings
+            return _cross_entropy_class_backward(grad_output, cache)
     dlp = _target_grad(grad_output, cache, extra.targets)
     # 0 * inf, inf - inf = NaN: the rows of a 'mean' whose total weight is 0 are NaN, as in torch
     with np.errstate(invalid="ignore"):
