@@ -36,7 +36,7 @@ def select(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
     one mixed uint8 x uint{32,64} multiply, whose casting inner loop is buffered.
     """
     bits = UINT_OF[a.dtype]
-    a_bits = (a if a.flags.c_contiguous else a.copy()).view(bits)
+    a_bits = a.view(bits)  # the same item size: a view of any layout
     mask = np.asarray(keep).astype(bits, order="C")
     np.multiply(mask, a_bits, out=mask)
     return mask.view(a.dtype)

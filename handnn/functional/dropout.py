@@ -94,7 +94,7 @@ def dropout_forward(
     cache : DropoutCache
     """
     check_dropout_p(p)
-    if not 0.0 <= p <= 1.0:  # NaN: torch's ATen check raises RuntimeError, in eval too
+    if math.isnan(p):  # it passed torch's Python check; torch's ATen check raises RuntimeError, in eval too
         raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {p}")
     check_ndarray(x, "dropout")
     if not training or p == 0:  # the input itself, whatever its dtype, as torch returns it

@@ -23,7 +23,7 @@ def test_erf_within_4_ulps_of_math_erf(low, high, rng):
 
 
 def test_erf_special_values_and_dtype():
-    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 8.0, -8.0, 30.0])
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 5.9, 6.0, 8.0, -8.0, 8.5, 30.0, 1e30])
     got = erf(x)
     expected = np.array([math.erf(v) if not math.isnan(v) else np.nan for v in x])
     np.testing.assert_array_equal(got, expected)
@@ -49,20 +49,6 @@ def test_select_is_where_including_nan_and_inf(rows, dtype, rng):
         np.testing.assert_array_equal(got, expected)
         assert got.dtype == dtype and not np.any(np.signbit(got[~k]))
     assert not np.shares_memory(select(keep, a), a)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_blocked_evaluation_equals_the_whole_array(dtype):
-    """Arrays beyond one block are evaluated block by block: the same values, element by element, any layout."""
-    from handnn.functional import special
-
-    rng = np.random.default_rng(7)
-    n = 3 * special._BLOCK + 17
-    x = (rng.standard_normal(n) * 3).astype(dtype)
-    x[[0, special._BLOCK - 1, special._BLOCK, n - 1]] = [np.nan, np.inf, -np.inf, 0.5]
-    grid = x.reshape(-1, 1)[: n - n % 7].reshape(7, -1).T  # a non-contiguous 2-d view
-    np.testing.assert_array_equal(special.erf(x), special._erf_block(x))
-    np.testing.assert_array_equal(special.erf(grid), special._erf_block(np.ascontiguousarray(grid)))
 
 
 def test_float32_normal_cdf_within_its_documented_bound():
