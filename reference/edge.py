@@ -67,7 +67,8 @@ VARIANTS: Dict[str, List[Callable[[np.dtype], Dict[str, Any]]]] = {
                           lambda d: {"weight": np.array([0.5, 2.0, 1.5], d)}],
     "NLLLoss": [lambda d: {"weight": np.array([0.5, 2.0, 1.5], d)}, lambda d: {"ignore_index": 1}],
     "CrossEntropyLoss": [lambda d: {"label_smoothing": 0.1}, lambda d: {"weight": np.array([0.5, 2.0, 1.5], d)},
-                         lambda d: {"ignore_index": 1}, lambda d: {"label_smoothing": float("nan")}],
+                         lambda d: {"ignore_index": 1}, lambda d: {"label_smoothing": float("nan")},
+                         lambda d: {"label_smoothing": 0.1, "ignore_index": 1}],
 }
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -86,7 +87,8 @@ class Inputs:
 
 #: every case's name -> (what it probes, applies to losses' targets as well)
 EDGE_CLASSES = {
-    "shape": ["zero-d", "one-d", "empty", "empty-features", "batch-one", "wrong-features", "extra-dim"],
+    "shape": ["zero-d", "one-d", "empty", "empty-features", "empty-length", "batch-one", "wrong-features",
+              "extra-dim"],
     "nonfinite": ["nan", "inf", "-inf", "inf-mix", "nan-row", "upstream-nonfinite"],
     "kinks": ["zeros", "ties", "negzero"],
     "magnitude": ["large", "overflow", "subnormal"],
@@ -167,11 +169,11 @@ def make_inputs(edge: str, natural: Natural, dtype: np.dtype, family: Optional[s
         return Inputs(x, t)
     if edge == "one-d":
         return Inputs(normal((shape[1],)), target((shape[1],)))
-    if edge in ("empty", "empty-features", "batch-one", "wrong-features", "extra-dim"):
+    if edge in ("empty", "empty-features", "empty-length", "batch-one", "wrong-features", "extra-dim"):
         s = {"empty": (0,) + shape[1:], "empty-features": shape[:1] + (0,) + shape[2:],
-             "batch-one": (1,) + shape[1:], "wrong-features": tuple(n + 1 for n in shape),
-             "extra-dim": shape + (2,)}[edge]
-        if edge == "empty-features" and family == "class":
+             "empty-length": shape[:2] + (0,) + shape[3:], "batch-one": (1,) + shape[1:],
+             "wrong-features": tuple(n + 1 for n in shape), "extra-dim": shape + (2,)}[edge]
+        if edge in ("empty-features", "empty-length") and family == "class":
             return Inputs(normal(s), np.zeros(_class_shape(s), np.int64))
         return Inputs(normal(s), target(s))
     nonfinite = {"nan": [np.nan], "inf": [np.inf], "-inf": [-np.inf], "inf-mix": [np.inf, -np.inf, np.inf]}

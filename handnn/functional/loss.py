@@ -518,8 +518,8 @@ def nll_loss_backward(grad_output, cache: LossCache) -> np.ndarray:
 
 class CrossEntropyExtra(NamedTuple):
     softmax_cache: object
-    smooth_local: Optional[np.ndarray]  # d(smoothing term)/d(lp) per unit upstream, already scaled, or None
-    smooth_denom: float
+    smooth_local: Optional[np.ndarray] = None  # d(smoothing term)/d(lp) per unit upstream, already scaled
+    smooth_denom: float = 0.0
     targets: Optional[ClassTargets] = None  # None for probability targets
     direct: bool = False  # class targets without smoothing: backward from the log-probabilities alone
     probabilities: bool = False  # softmax_cache holds the softmax probabilities, not the log-probabilities
@@ -564,24 +564,23 @@ def _cross_entropy_classes(input, targets: ClassTargets, weight, reduction, labe
         probs, picked = _softmax_rows_and_picked(rows, targets.index)
         loss, value, denom = _nll_picked(picked, targets, reduction)
         return value, LossCache(probs, reduction, denom, loss.shape, input.shape,
-                                CrossEntropyExtra(SoftmaxCache(probs, c), None, 0.0, targets, direct=True,
+                                CrossEntropyExtra(SoftmaxCache(probs, c), targets=targets, direct=True,
                                                   probabilities=True))
     lp, sm_cache = log_softmax_forward(input, c)
     loss, value, denom = _nll(lp, targets, reduction)
     if not smoothing:
         # no input-sized scatter: backward builds dL/dx directly from the log-probabilities (see below)
         return value, LossCache(lp, reduction, denom, loss.shape, input.shape,
-                                CrossEntropyExtra(sm_cache, None, 0.0, targets, direct=True))
+                                CrossEntropyExtra(sm_cache, targets=targets, direct=True))
     local = _scatter(-targets.weight, targets.index, input)
     w = weight.reshape(wshape) if weight is not None else np.ones(wshape, input.dtype)
-    mask = np.expand_dims(targets.valid, c)
-    smooth = -(lp * w).sum(axis=c) * targets.valid
+    smooth = np.where(targets.valid, -(lp * w).sum(axis=c), input.dtype.type(0))  # 0 at ignored positions
     smooth_denom = denom if weight is not None else float(targets.valid.sum())
     eps_c = label_smoothing / classes
     value = np.asarray((1 - label_smoothing) * value + _reduce(smooth, reduction, smooth_denom) * eps_c,
                        dtype=input.dtype)
     local = local * (1 - label_smoothing)
-    smooth_local = np.where(mask, -w * eps_c, 0).astype(input.dtype)
+    smooth_local = (-w * eps_c).astype(input.dtype)  # (1, C, 1...): backward's upstream is 0 at ignored positions
     return value, LossCache(local, reduction, denom, loss.shape, input.shape,
                             CrossEntropyExtra(sm_cache, smooth_local, smooth_denom, targets))
 
@@ -619,7 +618,7 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
         loss = -(lp * wy).sum(axis=c)
         denom = input.size / classes if input.size else 0.0  # a 'mean' over no element is NaN, as in torch
         value = _reduce(loss, reduction, denom)
-    return value, LossCache(-wy, reduction, denom, loss.shape, input.shape, CrossEntropyExtra(sm_cache, None, 0),
+    return value, LossCache(-wy, reduction, denom, loss.shape, input.shape, CrossEntropyExtra(sm_cache),
                             input.dtype)
 
 
@@ -649,18 +648,14 @@ def _cross_entropy_class_backward(grad_output, cache: LossCache) -> np.ndarray:
     """Class targets without smoothing: ``dL/dx = softmax(x) * (w[y] g) - onehot(y) * (w[y] g)`` per position,
     ``g`` the upstream gradient of the position's loss (log_softmax's backward of ``-w[y] g`` at the target).
 
-    One input-sized array, written in place. Ignored positions have ``w[y] = 0`` and get 0; when 'mean' divides
-    by a total weight of 0 the general path runs instead, for torch's NaN pattern.
+    One input-sized array, written in place. Ignored positions have ``w[y] g = 0`` and get 0. When 'mean' divides by
+    a total weight of 0, a position that is not ignored has ``w[y] g = 0 * inf = NaN`` and its whole row is NaN, as
+    in torch.
     """
     extra: CrossEntropyExtra = cache.extra
     y, c = extra.softmax_cache  # the log-probabilities, or the probabilities themselves
     targets = extra.targets
     dtype = y.dtype
-    if cache.reduction == "mean" and cache.denom == 0:
-        # Every row's upstream gradient is then 0 (ignored) or NaN, so the cached values enter the general path
-        # only as exp(y) * 0 or exp(y) * NaN: probabilities serve as well as log-probabilities (exp(y) finite).
-        local = _scatter(-targets.weight, targets.index, y)
-        return cross_entropy_backward(grad_output, cache._replace(local=local, extra=extra._replace(direct=False)))
     g = _class_upstream(grad_output, cache, targets.valid, cache.denom)
     wg = np.expand_dims(np.asarray(targets.weight * g, dtype=dtype), c)
     with unbuffered(y.size):  # a per-row factor: see ._kernels

@@ -18,7 +18,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._validation import NO_KERNEL, check_array, check_half_input, check_same_dtype
+from .._validation import NO_KERNEL, check_array, check_half_input, check_same_dtype, normalize_dim
 from ._kernels import UNBUFFERED_FROM, channel_sums, col_sums, ones, row_dots, row_sums, unbuffered
 
 Grads = Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]
@@ -102,10 +102,7 @@ def channel_sum64(x: np.ndarray) -> np.ndarray:
     """Sum over every dim but 1 of an (N, C, *) array, accumulated in float64 as torch's CPU kernel does for the
     batch mean (exact for a constant float32 channel): shape (C,), NumPy's sum (the small arrays' path; large ones
     sum by BLAS in their own dtype and correct the mean in a second pass)."""
-    x3 = _per_channel(x)
-    if x3.shape[2] == 1:
-        return x3[:, :, 0].sum(axis=0, dtype=np.float64)
-    return x3.sum(axis=2, dtype=np.float64).sum(axis=0)
+    return _per_channel(x).sum(axis=2, dtype=np.float64).sum(axis=0)
 
 
 # ---- blocks of samples: the kernels below make their several passes over a few samples at a time, while these
@@ -207,7 +204,7 @@ def _rows_backward(dout: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, wei
     dweight = np.zeros(k) if weight is not None else None
     dbias = np.zeros(k) if has_bias else None
     blocks = _row_blocks(dout)
-    scratch = np.empty((blocks[0][1] - blocks[0][0], k), dtype)
+    scratch = np.empty((blocks[0][1], k), dtype)
     count = dtype.type(k)
     with unbuffered(dout.size):
         for r0, r1 in blocks:
@@ -307,10 +304,11 @@ def _second_pass(sums: np.ndarray, sums_sq: np.ndarray, count: int,
 
 
 def _shifted(v: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """``v * shift``, the second pass's correction of a term by the shift to the exact mean; 0 where ``v`` is inf or
-    NaN (the term is non-finite whatever the correction, and ``inf - inf`` would turn it into NaN where torch's
-    formula, which has no such correction, gives inf) or ``shift`` is 0 (no correction: eval, non-finite statistics)."""
-    return np.where((shift == 0) | ~np.isfinite(v), 0.0, v * shift)
+    """``v * shift``, the second pass's correction of a term by the shift to the exact mean (0 in eval and for
+    non-finite statistics); 0 where ``v`` is inf or NaN: the term is non-finite whatever the correction, and
+    ``inf - inf`` (or ``inf * 0``) would turn it into NaN where torch's formula, which has no such correction, gives
+    inf."""
+    return np.where(np.isfinite(v), v * shift, 0.0)
 
 
 def _affine_coefficients(inv_std: np.ndarray, shift: np.ndarray, weight: Optional[np.ndarray],
@@ -336,10 +334,9 @@ def _grad_sums(dout: np.ndarray, centred: np.ndarray) -> Tuple[np.ndarray, np.nd
     return s_dout, s_dc
 
 
-def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``dout`` (C-contiguous) and its sums ``sum(dout)`` and ``sum(dout * x_hat)`` per statistic's channel:
+def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, np.ndarray]:
+    """The sums ``sum(dout)`` and ``sum(dout * x_hat)`` per statistic's channel:
     float64, (1, C) for BatchNorm (over the batch too), (N, C) for GroupNorm."""
-    dout = np.ascontiguousarray(dout)
     if dout.ndim == 2:
         s_dout, s_dc = dout, np.multiply(dout, cache.centred)
     else:
@@ -349,7 +346,7 @@ def _centred_grads(dout: np.ndarray, cache: CentredCache) -> Tuple[np.ndarray, n
     else:  # BatchNorm: over the batch too
         s_dout, s_dc = col_sums(s_dout).astype(np.float64)[None, :], col_sums(s_dc).astype(np.float64)[None, :]
     s_dxhat = cache.inv_std * (s_dc - _shifted(s_dout, cache.shift))  # sum(dout * (centred - shift)) * inv_std
-    return dout, s_dout, s_dxhat
+    return s_dout, s_dxhat
 
 
 def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray, s_dxhat: np.ndarray) -> np.ndarray:
@@ -391,7 +388,7 @@ def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray,
     arrays = [_per_channel(a) for a in (dx, dout, cache.centred)]
     coefficients = [v[:, :, None] for v in coefficients]
     blocks = list(_sample_blocks(arrays[0]))
-    scratch = np.empty((blocks[0][1] - blocks[0][0],) + arrays[0].shape[1:], dtype)
+    scratch = np.empty((blocks[0][1],) + arrays[0].shape[1:], dtype)
     with unbuffered(dx.size):
         for n0, n1 in blocks:
             _affine_sum(*(a[n0:n1] for a in arrays), scratch[:n1 - n0],
@@ -446,8 +443,10 @@ def batch_norm_forward(
     # eps, parameter sizes, then the input's dtype and the parameters' dtypes.
     if not isinstance(x, np.ndarray):
         check_array(x, "batch_norm")  # TypeError for anything but an ndarray
-    if x.ndim < 2:
-        raise ValueError(f"expected an input of shape (N, C, *), but got a {x.ndim}D input")
+    if x.ndim < 2:  # torch counts 0 channels, then finds no dim 1 (the modules refuse the rank first: ValueError)
+        for name, v in (("running_mean", running_mean), ("running_var", running_var)):
+            _check_vector_size(name, v, 0)
+        normalize_dim(1, x.ndim)
     if training:
         verify_batch_size(x.shape)
         if eps <= 0:  # eps is printed as given, like torch ("0" for an int)
@@ -461,10 +460,9 @@ def batch_norm_forward(
             _check_vector_size(name, v, channels)
     check_half_input(x, [v for _, v in vectors], "batch_norm")
     check_array(x, "batch_norm", refuses=NO_KERNEL)
-    if x.size == 0:
-        zeros = np.zeros((1, channels))
-        return np.empty_like(x), CentredCache(np.empty_like(x), zeros, zeros + 1, weight, bias is not None,
-                                              training, 0, x.shape)
+    if x.size == 0:  # no statistics: backward returns empty and zero gradients at once
+        return np.empty_like(x), CentredCache(np.empty_like(x), None, None, weight, bias is not None, training, 0,
+                                              x.shape)
     for _, v in vectors:
         check_same_dtype(x, v, "batch_norm")
     if not training and (running_mean is None or running_var is None):
@@ -524,7 +522,7 @@ def batch_norm_backward(dout: np.ndarray, cache: CentredCache) -> Grads:
         zeros = np.zeros(cache.shape[1] if cache.weight is None else cache.weight.shape[0], dout.dtype)
         return (np.empty_like(dout), zeros if cache.weight is not None else None,
                 zeros.copy() if cache.has_bias else None)
-    dout, s_dout, s_dxhat = _centred_grads(dout, cache)
+    s_dout, s_dxhat = _centred_grads(dout, cache)
     if cache.batch_stats:
         dx = _centred_backward(dout, cache, s_dout, s_dxhat)
     else:  # eval: the statistics are constants
@@ -656,7 +654,7 @@ def group_norm_forward(
     k = size * math.prod(x.shape[2:])
     rows = x.reshape(n, num_groups, k)  # one row per (sample, group)
     centred, sums, sums_sq, mean0 = _centre_rows(rows)  # centred: the one input-sized array the cache keeps
-    shift, _, inv_std = _second_pass(sums.reshape(-1), sums_sq.reshape(-1), max(k, 1), eps)
+    shift, _, inv_std = _second_pass(sums.reshape(-1), sums_sq.reshape(-1), k, eps)  # k = 0: NaN, as torch
     inv_std[_squares_overflow(mean0.reshape(-1) + shift, x.dtype)] = np.nan
 
     def per_channel(v: np.ndarray) -> np.ndarray:  # (N * G,) -> (N, C): each channel its group's value
@@ -673,7 +671,7 @@ def group_norm_forward(
 def group_norm_backward(dout: np.ndarray, cache: CentredCache) -> Grads:
     """Gradients of :func:`group_norm_forward`: the LayerNorm formula per (sample, group);
     ``dweight = sum(dout * x_hat)``, ``dbias = sum(dout)`` over every dim but 1."""
-    dout, s_dout, s_dxhat = _centred_grads(dout, cache)
+    s_dout, s_dxhat = _centred_grads(dout, cache)
     dx = _centred_backward(dout, cache, s_dout, s_dxhat) if dout.size else np.empty_like(dout)
     dweight = s_dxhat.sum(axis=0).astype(dout.dtype) if cache.weight is not None else None
     dbias = s_dout.sum(axis=0).astype(dout.dtype) if cache.has_bias else None
