@@ -295,9 +295,12 @@ def test_mask_is_uniform_below_keep_probability(p, dtype, seed):
     64-bit words, low half first (a formula, from the same seed; 9 x 7 = 63 elements: an odd count uses a half word)."""
     layer = nn.Dropout(p, rng=np.random.default_rng(seed))
     layer(np.ones((9, 7), dtype))
-    words = [int(w) for w in np.random.default_rng(seed).bit_generator.random_raw(32)]
+    reference = np.random.default_rng(seed)
+    words = [int(w) for w in reference.bit_generator.random_raw(32)]
     u = np.array([half for w in words for half in (w & 0xFFFFFFFF, w >> 32)][:63]).reshape(9, 7)
     np.testing.assert_array_equal(layer.mask, u < round((1 - p) * 2**32))
+    # exactly ceil(63 / 2) = 32 words were drawn: one more would shift every later mask
+    assert layer.rng.bit_generator.state == reference.bit_generator.state
 
 
 @pytest.mark.parametrize("p", STAT_PS)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import handnn.functional as F
 from handnn import nn
 from reference import assert_close, assert_step_parity, to_tensor, to_torch
 
@@ -158,6 +159,19 @@ def test_linear_float64_into_float32_raises_like_torch(rng):
         to_torch(layer)(to_tensor(x))
     with pytest.raises(RuntimeError, match="mixed dtype"):
         layer(x)
+
+
+@pytest.mark.parametrize("odd", ["weight", "bias"])
+def test_linear_parameter_of_another_dtype_raises_like_torch(odd, rng):
+    """A float64 weight or bias beside a float32 input: torch refuses (RuntimeError); handnn must not compute a
+    silently promoted float64 result."""
+    x = rng.normal(size=(7, IN)).astype(np.float32)
+    weight = rng.normal(size=(OUT, IN)).astype(np.float64 if odd == "weight" else np.float32)
+    bias = rng.normal(size=OUT).astype(np.float64 if odd == "bias" else np.float32)
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.linear(to_tensor(x), to_tensor(weight), to_tensor(bias))
+    with pytest.raises(RuntimeError, match="mixed dtype"):
+        F.linear_forward(x, weight, bias)
 
 
 def test_linear_object_array_raises_type_error(rng):

@@ -559,19 +559,47 @@ BAD = {
     "CrossEntropyLoss label_smoothing=1.5 probabilities": (
         "CrossEntropyLoss", {"label_smoothing": 1.5}, _classes((7, 4), _float_target((7, 4))), RuntimeError,
         r"label_smoothing must be between 0\.0 and 1\.0\. Got: 1\.5"),
+    "CrossEntropyLoss probability target with ignore_index=0": (
+        "CrossEntropyLoss", {"ignore_index": 0}, _classes((7, 4), _float_target((7, 4))), RuntimeError,
+        r"ignore_index is not supported for floating point target"),
+    "NLLLoss weight of the other float dtype": ("NLLLoss", {"weight": "other dtype"},
+                                                _classes((7, 4), [0, 1, 2, 3, 0, 1, 2]), RuntimeError,
+                                                r"(mixed dtype|expected scalar type)"),
+    "CrossEntropyLoss weight of the other float dtype": ("CrossEntropyLoss", {"weight": "other dtype"},
+                                                         _classes((7, 4), [0, 1, 2, 3, 0, 1, 2]), RuntimeError,
+                                                         r"(mixed dtype|expected scalar type)"),
+    "CrossEntropyLoss probabilities weight length": (
+        "CrossEntropyLoss", {"weight": "3 classes"}, _classes((7, 4), _float_target((7, 4))), RuntimeError,
+        r"weight tensor should be defined either for all 4 classes or no classes"),
+    # a weight must broadcast to the input's shape (torch words it three ways)
+    "BCELoss weight (3,) on (3, 4)": ("BCELoss", {"weight": "3 classes"}, _probs(0.5), RuntimeError,
+                                      r"broadcast|must match"),
+    "BCEWithLogitsLoss weight (3,) on (3, 4)": ("BCEWithLogitsLoss", {"weight": "3 classes"}, _probs(0.5),
+                                                RuntimeError, r"broadcast|must match"),
+    "BCEWithLogitsLoss pos_weight (3,) on (3, 4)": ("BCEWithLogitsLoss", {"pos_weight": "3 classes"}, _probs(0.5),
+                                                    RuntimeError, r"broadcast|must match"),
+    "BCEWithLogitsLoss pos_weight (2, 3, 4) on (3, 4)": (
+        "BCEWithLogitsLoss", {"pos_weight": "(2, 3, 4)"}, _probs(0.5), RuntimeError, r"broadcast|must match"),
 }
 
 
 #: cases whose hyper-parameters (not data) are invalid: no module of them can run a good forward
 BAD_OPTIONS = {"MSELoss reduction='avg'", "CrossEntropyLoss reduction='average'", "BCELoss reduction='batchmean'",
                "SmoothL1Loss beta=-1", "HuberLoss delta=0", "HuberLoss delta=-1", "NLLLoss weight length",
-               "CrossEntropyLoss label_smoothing=1.5", "CrossEntropyLoss label_smoothing=1.5 probabilities"}
+               "CrossEntropyLoss label_smoothing=1.5", "CrossEntropyLoss label_smoothing=1.5 probabilities",
+               "CrossEntropyLoss probabilities weight length", "BCELoss weight (3,) on (3, 4)",
+               "BCEWithLogitsLoss weight (3,) on (3, 4)", "BCEWithLogitsLoss pos_weight (3,) on (3, 4)",
+               "BCEWithLogitsLoss pos_weight (2, 3, 4) on (3, 4)", "NLLLoss weight of the other float dtype",
+               "CrossEntropyLoss weight of the other float dtype"}
 assert BAD_OPTIONS <= set(BAD)
 
 
 def _resolve(kwargs: Dict[str, object], dtype) -> Dict[str, object]:
-    """Placeholders for arrays in BAD's kwargs (a weight of the wrong length)."""
-    return {k: (np.linspace(0.5, 1.5, 3, dtype=dtype) if v == "3 classes" else v) for k, v in kwargs.items()}
+    """Placeholders for arrays in BAD's kwargs (a weight of the wrong length or shape)."""
+    arrays = {"3 classes": np.linspace(0.5, 1.5, 3, dtype=dtype),
+              "(2, 3, 4)": np.linspace(0.5, 1.5, 24, dtype=dtype).reshape(2, 3, 4),
+              "other dtype": np.linspace(0.5, 1.5, 4, dtype=np.float32 if dtype == np.float64 else np.float64)}
+    return {k: arrays.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
@@ -604,6 +632,49 @@ def test_bad_input_raises_like_torch(case, dtype, rng):
         with pytest.raises(exc, match=pattern):
             loss_fn(x, y)
     np.testing.assert_array_equal(loss_fn.backward(), expected)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_grad_output_of_another_shape_is_refused(name, reduction, dtype, rng):
+    """torch's RuntimeError for an upstream gradient that is not shaped like the loss: a non-scalar one for 'mean'
+    and 'sum', another shape for 'none'; the module's cache stays usable."""
+    x, y = valid_pair(name, rng, dtype)
+    loss_fn = getattr(nn, name)(reduction=reduction)
+    value = loss_fn(x, y)
+    wrong = np.ones(3, dtype) if reduction != "none" else np.ones(np.shape(value) + (2,), dtype)
+    xt = to_tensor(x).requires_grad_(True)
+    out = getattr(torch.nn, name)(reduction=reduction)(xt, to_tensor(y))
+    with pytest.raises(RuntimeError):
+        out.backward(to_tensor(wrong), retain_graph=True)
+    with pytest.raises(RuntimeError, match="grad_output"):
+        loss_fn.backward(wrong)
+    right = rng.normal(size=np.shape(value)).astype(dtype)
+    out.backward(to_tensor(right))
+    assert_close(loss_fn.backward(right), xt.grad.numpy(), name=f"{name} dinput after the refusal")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", ["MSELoss", "L1Loss", "SmoothL1Loss(beta=0.5)", "HuberLoss(delta=1)"])
+def test_input_broadcast_along_a_size_one_dim_sums_back(case, reduction, dtype, rng):
+    """An input of shape (4, 1, 5) against a (4, 3, 5) target: the loss is over the broadcast shape and dL/dx is
+    summed back over the size-1 dim, as torch's autograd does."""
+    name, options = REGRESSION[case]
+    x = rng.normal(size=(4, 1, 5)).astype(dtype)
+    y = rng.normal(size=(4, 3, 5)).astype(dtype)
+    with pytest.warns(UserWarning, match="different to the input size"):
+        _, dx = check_loss(name, {**options, "reduction": reduction}, x, y, rng)
+    assert dx.shape == x.shape
+
+
+@pytest.mark.parametrize("name", ["MSELoss", "L1Loss"])
+def test_broadcast_warning_points_at_the_callers_line(name, dtype, rng):
+    """The functional form's UserWarning names the line that called it (stacklevel), as torch's does."""
+    x, y = rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(3,)).astype(dtype)
+    forward = F.mse_loss_forward if name == "MSELoss" else F.l1_loss_forward
+    with pytest.warns(UserWarning, match="different to the input size") as record:
+        forward(x, y)
+    assert record[0].filename == __file__
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)

@@ -186,6 +186,21 @@ def test_resume_with_last_epoch_argument(name):
         _assert_lrs(hsched2, tsched2, hopt2, topt2, f"epoch {epoch}")
 
 
+@pytest.mark.parametrize("name", ["CosineAnnealingLR(7, 0.005)", "CosineAnnealingLR(4)"])
+def test_cosine_closed_form_after_a_state_that_never_stepped(name):
+    """A state whose step count is 0 (a scheduler saved before its first step) loaded at epoch k: torch's cosine
+    schedule then takes its closed form for the first step, and its recursive form after."""
+    hopt, topt = _optimizers()
+    hsched, tsched = SCHEDULERS[name](H, hopt), SCHEDULERS[name](T, topt)
+    state = dict(tsched.state_dict(), last_epoch=5, _step_count=0)
+    hsched.load_state_dict(dict(state))
+    tsched.load_state_dict(dict(state))
+    for epoch in range(6, 20):
+        _epoch(hopt, hsched)
+        _epoch(topt, tsched)
+        _assert_lrs(hsched, tsched, hopt, topt, f"epoch {epoch}")
+
+
 # ---- ReduceLROnPlateau --------------------------------------------------------------------------------------------
 PLATEAU = {
     "min rel": dict(mode="min", factor=0.5, patience=2),
@@ -213,6 +228,8 @@ def test_reduce_lr_on_plateau_equals_torch(rng, name):
     hopt, topt = _optimizers()
     hsched, tsched = H.ReduceLROnPlateau(hopt, **kwargs), T.ReduceLROnPlateau(topt, **kwargs)
     _assert_lrs(hsched, tsched, hopt, topt, "after construction")
+    assert (hsched.best, hsched.num_bad_epochs, hsched.cooldown_counter) == \
+        (tsched.best, tsched.num_bad_epochs, tsched.cooldown_counter), "after construction"
     seen = []
     for epoch, metric in enumerate(_metrics(rng, 60)):
         _epoch(hopt, hsched, metric)
@@ -225,6 +242,33 @@ def test_reduce_lr_on_plateau_equals_torch(rng, name):
     if "min_lr" in kwargs:  # the floor was reached
         floor = kwargs["min_lr"] if isinstance(kwargs["min_lr"], list) else [kwargs["min_lr"]] * 2
         assert _lrs(hopt) == floor
+
+
+#: metrics on the edges of ``is_better``: repeats of the best, and steps of exactly, just under and just over the
+#: threshold (0.25 and its neighbours are exact in binary, so ``best - threshold`` and ``best * (1 - threshold)`` are
+#: exact too), and a NaN (never better)
+BOUNDARY_METRICS = [4.0, 4.0, 3.75, 3.75, 3.5, 3.5 - 0.25, 3.25, 3.0, 3.0 + 0.125, 3.0 - 0.125, float("nan"), 2.0,
+                    2.0, 2.5, 1.5, 1.5, 1.5, 1.75]
+
+
+@pytest.mark.parametrize("first", ["as listed", "NaN first"])
+@pytest.mark.parametrize("threshold_mode, threshold", [("abs", 0.25), ("abs", 0.0), ("rel", 0.0), ("rel", 0.125)])
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_reduce_lr_on_plateau_at_the_threshold_edges(mode, threshold_mode, threshold, first):
+    """Ties with the best, steps of exactly the threshold, and NaN metrics (a NaN first epoch meets the initial
+    cooldown and best), epoch by epoch against torch."""
+    metrics = [float("nan")] + BOUNDARY_METRICS if first == "NaN first" else BOUNDARY_METRICS
+    metrics = metrics if mode == "min" else [-m for m in metrics]
+    kwargs = dict(mode=mode, threshold_mode=threshold_mode, threshold=threshold, patience=1, cooldown=1,
+                  factor=0.5)
+    hopt, topt = _optimizers()
+    hsched, tsched = H.ReduceLROnPlateau(hopt, **kwargs), T.ReduceLROnPlateau(topt, **kwargs)
+    for epoch, metric in enumerate(metrics):
+        _epoch(hopt, hsched, metric)
+        _epoch(topt, tsched, metric)
+        _assert_lrs(hsched, tsched, hopt, topt, f"epoch {epoch}")
+        assert (hsched.best, hsched.num_bad_epochs, hsched.cooldown_counter) == \
+            (tsched.best, tsched.num_bad_epochs, tsched.cooldown_counter), f"epoch {epoch}"
 
 
 @pytest.mark.parametrize("name", sorted(PLATEAU))

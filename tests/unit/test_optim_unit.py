@@ -46,6 +46,7 @@ def _start(rng: np.random.Generator):
 SGD_CONFIGS = [dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False),
                dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False),
                dict(lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.0, nesterov=False, maximize=False),
+               dict(lr=0.1, momentum=0.9, dampening=1.0, weight_decay=0.0, nesterov=False, maximize=False),
                dict(lr=0.1, momentum=0.8, dampening=0.0, weight_decay=0.0, nesterov=True, maximize=False),
                dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.2, nesterov=False, maximize=False),
                dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=True),
@@ -449,6 +450,50 @@ INVALID = [
 def test_invalid_hyper_parameters(cls, kwargs, message):
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         cls([Parameter(np.zeros(3))], **kwargs)
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad])
+def test_zero_learning_rate_is_valid_and_keeps_the_parameters(cls, rng):
+    """torch's check is ``0.0 <= lr``: lr = 0 is accepted (a frozen run, a warm-up start), and a step moves nothing
+    while the state still advances."""
+    data = rng.normal(size=4)
+    p = Parameter(data.copy())
+    opt = cls([p], lr=0.0)
+    p.grad = rng.normal(size=4)
+    opt.step()
+    np.testing.assert_array_equal(p.data, data)
+    if cls is not optim.SGD:
+        assert float(opt.state[p]["step"]) == 1.0
+
+
+#: every hyper-parameter at the bound torch's check allows (``0.0 <= x``, ``0.0 <= beta < 1.0``)
+BOUNDARY = [(optim.SGD, dict(lr=0.0, momentum=0.0, dampening=0.0, weight_decay=0.0)),
+            (optim.Adam, dict(lr=0.0, eps=0.0, betas=(0.0, 0.0), weight_decay=0.0)),
+            (optim.AdamW, dict(lr=0.0, eps=0.0, betas=(0.0, 0.0), weight_decay=0.0)),
+            (optim.RMSprop, dict(lr=0.0, alpha=0.0, eps=0.0, momentum=0.0, weight_decay=0.0)),
+            (optim.Adagrad, dict(lr=0.0, lr_decay=0.0, initial_accumulator_value=0.0, eps=0.0, weight_decay=0.0))]
+
+
+@pytest.mark.parametrize("cls,kwargs", BOUNDARY, ids=[c.__name__ for c, _ in BOUNDARY])
+def test_hyper_parameters_at_their_bounds_are_valid(cls, kwargs):
+    opt = cls([Parameter(np.zeros(3))], **kwargs)
+    assert all(opt.param_groups[0][k] == v for k, v in kwargs.items())
+
+
+def test_a_required_hyper_parameter_must_be_given():
+    """torch's ``required`` default: a group without that value is refused (a custom optimizer's contract)."""
+    from handnn.optim.optimizer import Optimizer, required
+
+    class Custom(Optimizer):
+        def __init__(self, params, lr=required):
+            super().__init__(params, dict(lr=lr))
+
+    with pytest.raises(ValueError, match="^parameter group didn't specify a value of required optimization "
+                                         "parameter lr$"):
+        Custom([Parameter(np.zeros(3))])
+    assert Custom([Parameter(np.zeros(3))], lr=0.5).param_groups[0]["lr"] == 0.5
+    opt = Custom([{"params": [Parameter(np.zeros(2))], "lr": 0.1}])
+    assert opt.param_groups[0]["lr"] == 0.1
 
 
 @pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad])
