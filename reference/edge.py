@@ -20,7 +20,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -383,7 +383,7 @@ def make_twin(case: Case, module: Optional[nn.Module]) -> torch.nn.Module:
     handnn runs), or torch's own constructor when handnn refused to build the module (it may raise)."""
     if module is not None:
         return to_torch(module)
-    params = inspect.signature(getattr(torch.nn, case.name)).parameters
+    params = _parameters(getattr(torch.nn, case.name))
     args = {k: _tensor(v) for k, v in {**_required(case.name), **case.kwargs()}.items()}
     if "dtype" in params:
         args["dtype"] = TORCH_DTYPES[np.dtype(case.dtype)]
@@ -439,9 +439,15 @@ def both(case: Case, inputs: Inputs, seed: int) -> Tuple[Outcome, Outcome]:
     return ours, theirs
 
 
+@lru_cache(maxsize=None)
+def _parameters(cls: type) -> Mapping[str, inspect.Parameter]:
+    """A class's constructor parameters (cached: the sweep builds every class thousands of times)."""
+    return inspect.signature(cls).parameters
+
+
 def _required(name: str) -> Dict[str, Any]:
     """The torch-named required constructor arguments of ``nn.<name>``, from :data:`ARGUMENTS`."""
-    params = inspect.signature(getattr(nn, name)).parameters
+    params = _parameters(getattr(nn, name))
     missing = [p for p, spec in params.items() if spec.default is inspect.Parameter.empty
                and spec.kind in (spec.POSITIONAL_ONLY, spec.POSITIONAL_OR_KEYWORD, spec.KEYWORD_ONLY)]
     unknown = [p for p in missing if p not in ARGUMENTS]
@@ -454,7 +460,7 @@ def build(case: Case) -> nn.Module:
     """handnn's module for ``case`` (may raise: bad hyper-parameters are part of the sweep)."""
     cls = getattr(nn, case.name)
     kwargs = {**_required(case.name), **case.kwargs()}
-    params = inspect.signature(cls).parameters
+    params = _parameters(cls)
     if "dtype" in params:
         kwargs["dtype"] = np.dtype(case.dtype)
     if "rng" in params:

@@ -67,8 +67,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TARGETS = ("handnn/functional", "handnn/optim")
 EQUIVALENT_FILE = ROOT / "tools" / "mutation_equivalent.toml"
 MIN_PER_FILE = 3
-#: parity-tests every module and loss on edge inputs: added to each functional/ and nn/ file's tests if present
+#: parity-tests every module and loss on edge inputs, and the functional pairs' own contract (torch's defaults, their
+#: argument checks): added to each functional/ and nn/ file's tests (the first) and each functional/ file's (both)
 EDGE_TESTS = "tests/parity/test_edge_inputs.py"
+FUNCTIONAL_TESTS = "tests/parity/test_functional_api.py"
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", ".tox", "__pycache__", "*.egg-info", ".hypothesis",
                                      ".pytest_cache", "build", "dist")
 
@@ -399,7 +401,9 @@ def target_files(root: Path, paths: Sequence[str]) -> List[str]:
 
 def tests_for(root: Path, path: str) -> List[str]:
     tests = list(TESTS[path])
-    if path.startswith(("handnn/functional/", "handnn/nn/")) and (root / EDGE_TESTS).exists():
+    if path.startswith("handnn/functional/"):
+        tests.insert(0, FUNCTIONAL_TESTS)
+    if path.startswith(("handnn/functional/", "handnn/nn/")):
         tests.append(EDGE_TESTS)
     return [t for t in tests if (root / t).exists()]
 

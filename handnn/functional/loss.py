@@ -193,11 +193,10 @@ def l1_loss_forward(input, target, reduction: str = "mean"):
     return _elementwise(input, target, reduction, "l1_loss", _l1, {"bool": RuntimeError})
 
 
-def _check_positive(value: float, what: str, op: str, allow_zero: bool) -> None:
-    """torch's ``RuntimeError`` for a bad beta/delta, checked at the forward as torch does (NaN fails)."""
-    if not (value >= 0 if allow_zero else value > 0):
-        raise RuntimeError(f"{op} does not support {'negative' if allow_zero else 'non-positive'} values for "
-                           f"{what}.")
+def _check_option(valid: bool, message: str) -> None:
+    """torch's ``RuntimeError`` for a bad beta or delta, raised at the forward as torch does (NaN is not valid)."""
+    if not valid:
+        raise RuntimeError(message)
 
 
 def smooth_l1_loss_forward(input, target, reduction: str = "mean", beta: float = 1.0):
@@ -212,7 +211,9 @@ def smooth_l1_loss_forward(input, target, reduction: str = "mean", beta: float =
         return loss.astype(d.dtype, copy=False), np.where(small, d / beta, np.sign(d)).astype(d.dtype, copy=False)
 
     return _elementwise(input, target, reduction, "smooth_l1_loss", value_and_slope, {"complex": NotImplementedError},
-                        check_option=lambda: _check_positive(beta, "beta", "smooth_l1_loss", allow_zero=True))
+                        # beta == 0 went to L1 above, so torch's beta >= 0 is beta > 0 here
+                        check_option=lambda: _check_option(beta > 0, "smooth_l1_loss does not support negative "
+                                                                     "values for beta."))
 
 
 def huber_loss_forward(input, target, reduction: str = "mean", delta: float = 1.0):
@@ -228,7 +229,8 @@ def huber_loss_forward(input, target, reduction: str = "mean", delta: float = 1.
 
     return _elementwise(input, target, reduction, "huber_loss", value_and_slope,
                         {"int": RuntimeError, "bool": RuntimeError, "complex": NotImplementedError}, promote=False,
-                        check_option=lambda: _check_positive(delta, "delta", "huber_loss", allow_zero=False))
+                        check_option=lambda: _check_option(delta > 0, "huber_loss does not support non-positive "
+                                                                      "values for delta."))
 
 
 mse_loss_backward = l1_loss_backward = smooth_l1_loss_backward = huber_loss_backward = _elementwise_backward
@@ -248,7 +250,16 @@ def _binary_pair(input, target, weight, op, refuses):
     check_array(input, op, refuses=refuses)
     check_array(target, op, name="target")  # torch refuses an integer or bool target (RuntimeError)
     if weight is not None:
-        _check_broadcastable(weight, input, "weight")
+        _check_weight(weight, input, op, "weight")
+
+
+def _check_weight(weight, input: np.ndarray, op: str, name: str) -> None:
+    """A binary loss's weight or pos_weight as torch takes it: an array (TypeError), of a float or integer dtype
+    (torch multiplies by it; it refuses bool and complex ones: RuntimeError), broadcastable to the input's shape."""
+    check_ndarray(weight, op, name)
+    if weight.dtype.kind in "bc":
+        raise RuntimeError(f"{op}(): a {name} of dtype {weight.dtype} cannot multiply a float loss")
+    _check_broadcastable(weight, input, name)
 
 
 def _check_broadcastable(param: np.ndarray, input: np.ndarray, name: str) -> None:
@@ -319,8 +330,7 @@ def binary_cross_entropy_with_logits_forward(input, target, weight: Optional[np.
     op = "binary_cross_entropy_with_logits"
     _binary_pair(input, target, weight, op, NO_KERNEL)
     if pos_weight is not None:
-        check_array(pos_weight, op, name="pos_weight")
-        _check_broadcastable(pos_weight, input, "pos_weight")
+        _check_weight(pos_weight, input, op, "pos_weight")
     dtype = _loss_dtype(input, target, weight, pos_weight)
     x, y = input.astype(dtype, copy=False), target.astype(dtype, copy=False)
     with np.errstate(invalid="ignore", over="ignore"):  # inf logits: torch's NaN and inf, without warnings

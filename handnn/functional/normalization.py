@@ -380,7 +380,7 @@ def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray,
     dtype = dout.dtype
     coefficients = [inv_std if w is None else inv_std * w, b * inv_std, offset * inv_std]
     coefficients = [v.astype(dtype) for v in coefficients]
-    dx = np.empty_like(dout)
+    dx = np.empty(dout.shape, dtype)  # C-contiguous whatever dout's layout: written through reshaped views below
     if dout.ndim == 2:
         with unbuffered(dx.size):
             _affine_sum(dx, dout, cache.centred, np.empty_like(dout), *coefficients)
@@ -655,7 +655,7 @@ def group_norm_forward(
     rows = x.reshape(n, num_groups, k)  # one row per (sample, group)
     centred, sums, sums_sq, mean0 = _centre_rows(rows)  # centred: the one input-sized array the cache keeps
     shift, _, inv_std = _second_pass(sums.reshape(-1), sums_sq.reshape(-1), k, eps)  # k = 0: NaN, as torch
-    inv_std[_squares_overflow(mean0.reshape(-1) + shift, x.dtype)] = np.nan
+    inv_std[_squares_overflow(mean0.reshape(-1), x.dtype)] = np.nan
 
     def per_channel(v: np.ndarray) -> np.ndarray:  # (N * G,) -> (N, C): each channel its group's value
         return np.repeat(v.reshape(n, num_groups), size, axis=1)

@@ -185,6 +185,21 @@ def test_gradients_accumulate_like_torch(dtype, rng):
     assert_close(module.bias.grad, twin.bias.grad.numpy(), "accumulated dbias")
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("layout", ["transposed", "strided"])
+@pytest.mark.parametrize("kind, shape", [("BatchNorm1d", (6, 5)), ("BatchNorm1d", (6, 5, 4)),
+                                         ("BatchNorm2d", (6, 5, 4, 3))], ids=["1d-2d", "1d-3d", "2d-4d"])
+def test_upstream_gradient_of_any_layout(kind, shape, layout, training, dtype, rng):
+    """A non-contiguous upstream gradient (a transposed or strided view) gives torch's gradients."""
+    module = getattr(nn, kind)(shape[1], dtype=dtype)
+    module.train(training)
+    x = rng.normal(size=shape).astype(dtype)
+    base = rng.normal(size=shape[::-1] if layout == "transposed" else shape[:-1] + (2 * shape[-1],)).astype(dtype)
+    dout = base.T if layout == "transposed" else base[..., ::2]
+    assert not dout.flags.c_contiguous
+    assert_step_parity(module, to_torch(module), x, dout)
+
+
 # ---- no mutation ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("kind, shape", [(nn.BatchNorm1d, (9, 5)), (nn.BatchNorm1d, (7, 5, 4)),

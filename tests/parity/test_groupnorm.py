@@ -126,6 +126,28 @@ def test_output_formula(num_groups, dtype, rng):
     assert_close(module(x), expected.astype(dtype), "group_norm output")
 
 
+@pytest.mark.parametrize("shape", [(1, 6, 4, 1), (1, 6, 1, 4), (1, 6, 5)], ids=str)
+def test_one_sample_with_length_more_than_one_is_a_batch_like_torch(shape, dtype, rng):
+    """One value per group per position, but several positions: torch's size check counts every trailing dim (its
+    product, 4 or 5, is more than 1), so it computes."""
+    module = _build(6, 6, {}, dtype, rng)
+    assert_step_parity(module, to_torch(module), _batch(rng, shape, dtype), rng.normal(size=shape).astype(dtype))
+
+
+@pytest.mark.parametrize("layout", ["transposed", "strided"])
+@pytest.mark.parametrize("ndim", ["3d", "4d"])
+def test_upstream_gradient_of_any_layout(layout, ndim, dtype, rng):
+    """A non-contiguous upstream gradient (a transposed or strided view) gives the gradients of its contiguous copy,
+    and torch's."""
+    shape = SHAPES[ndim]
+    module = _build(3, 6, {}, dtype, rng)
+    x = _batch(rng, shape, dtype)
+    base = rng.normal(size=shape[::-1] if layout == "transposed" else shape[:-1] + (2 * shape[-1],)).astype(dtype)
+    dout = base.T if layout == "transposed" else base[..., ::2]
+    assert not dout.flags.c_contiguous
+    assert_step_parity(module, to_torch(module), x, dout)
+
+
 @pytest.mark.parametrize("ndim", list(SHAPES))
 def test_input_and_upstream_gradient_unchanged(ndim, dtype, rng):
     shape = SHAPES[ndim]

@@ -568,6 +568,10 @@ BAD = {
     "CrossEntropyLoss weight of the other float dtype": ("CrossEntropyLoss", {"weight": "other dtype"},
                                                          _classes((7, 4), [0, 1, 2, 3, 0, 1, 2]), RuntimeError,
                                                          r"(mixed dtype|expected scalar type)"),
+    "CrossEntropyLoss 0-d input, class target": ("CrossEntropyLoss", {}, _classes((), [1]), IndexError,
+                                                 r"Dimension out of range"),
+    "BCEWithLogitsLoss bool pos_weight": ("BCEWithLogitsLoss", {"pos_weight": "bool (4,)"}, _probs(0.5),
+                                          RuntimeError, r"bool"),
     "CrossEntropyLoss probabilities weight length": (
         "CrossEntropyLoss", {"weight": "3 classes"}, _classes((7, 4), _float_target((7, 4))), RuntimeError,
         r"weight tensor should be defined either for all 4 classes or no classes"),
@@ -590,7 +594,7 @@ BAD_OPTIONS = {"MSELoss reduction='avg'", "CrossEntropyLoss reduction='average'"
                "CrossEntropyLoss probabilities weight length", "BCELoss weight (3,) on (3, 4)",
                "BCEWithLogitsLoss weight (3,) on (3, 4)", "BCEWithLogitsLoss pos_weight (3,) on (3, 4)",
                "BCEWithLogitsLoss pos_weight (2, 3, 4) on (3, 4)", "NLLLoss weight of the other float dtype",
-               "CrossEntropyLoss weight of the other float dtype"}
+               "CrossEntropyLoss weight of the other float dtype", "BCEWithLogitsLoss bool pos_weight"}
 assert BAD_OPTIONS <= set(BAD)
 
 
@@ -598,7 +602,8 @@ def _resolve(kwargs: Dict[str, object], dtype) -> Dict[str, object]:
     """Placeholders for arrays in BAD's kwargs (a weight of the wrong length or shape)."""
     arrays = {"3 classes": np.linspace(0.5, 1.5, 3, dtype=dtype),
               "(2, 3, 4)": np.linspace(0.5, 1.5, 24, dtype=dtype).reshape(2, 3, 4),
-              "other dtype": np.linspace(0.5, 1.5, 4, dtype=np.float32 if dtype == np.float64 else np.float64)}
+              "other dtype": np.linspace(0.5, 1.5, 4, dtype=np.float32 if dtype == np.float64 else np.float64),
+              "bool (4,)": np.array([True, False, True, True])}
     return {k: arrays.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
 
 
@@ -665,6 +670,24 @@ def test_input_broadcast_along_a_size_one_dim_sums_back(case, reduction, dtype, 
     with pytest.warns(UserWarning, match="different to the input size"):
         _, dx = check_loss(name, {**options, "reduction": reduction}, x, y, rng)
     assert dx.shape == x.shape
+
+
+@pytest.mark.parametrize("name, option", [("BCELoss", "weight"), ("BCEWithLogitsLoss", "weight"),
+                                          ("BCEWithLogitsLoss", "pos_weight")])
+def test_integer_weights_multiply_like_torch(name, option, dtype, rng):
+    """torch multiplies by a weight or pos_weight of an integer dtype (the loss keeps its float dtype)."""
+    x, y = valid_pair(name, rng, dtype)
+    check_loss(name, {option: rng.integers(1, 4, size=x.shape[-1])}, x, y, rng)
+
+
+@pytest.mark.parametrize("option", ["weight", "pos_weight"])
+def test_a_list_weight_is_a_type_error(option, dtype, rng):
+    """The functional form given a Python list for a weight: TypeError, as torch's argument parser raises."""
+    x, y = valid_pair("BCEWithLogitsLoss", rng, dtype)
+    with pytest.raises(TypeError):
+        torch.nn.functional.binary_cross_entropy_with_logits(to_tensor(x), to_tensor(y), **{option: [1.0] * 5})
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        F.binary_cross_entropy_with_logits_forward(x, y, **{option: [1.0] * 5})
 
 
 @pytest.mark.parametrize("name", ["MSELoss", "L1Loss"])

@@ -496,6 +496,32 @@ def test_a_required_hyper_parameter_must_be_given():
     assert opt.param_groups[0]["lr"] == 0.1
 
 
+def test_loaded_state_takes_the_parameters_float_dtype_and_keeps_other_dtypes(rng):
+    """torch's ``load_state_dict`` casts a floating state entry to its parameter's dtype (a float32 checkpoint into a
+    float64 model) and keeps the others (an integer counter); ``step`` stays a float32 scalar."""
+    p = Parameter(rng.normal(size=3))
+    opt = optim.Adam([p])
+    state = {"state": {0: {"step": np.array(4.0), "exp_avg": np.ones(3, np.float32),
+                           "exp_avg_sq": np.ones(3, np.float32), "seen": np.arange(3, dtype=np.int16)}},
+             "param_groups": [dict(opt.param_groups[0], params=[0])]}
+    opt.load_state_dict(state)
+    loaded = opt.state[p]
+    assert loaded["exp_avg"].dtype == np.float64 and loaded["exp_avg_sq"].dtype == np.float64
+    assert loaded["seen"].dtype == np.int16 and loaded["step"].dtype == np.float32 and loaded["step"].shape == ()
+    np.testing.assert_array_equal(loaded["seen"], [0, 1, 2])
+
+
+def test_repr_lists_each_group_like_torch():
+    """``Adam (`` then, per group, ``Parameter Group i`` and its sorted hyper-parameters, then ``)``."""
+    opt = optim.Adam([{"params": [Parameter(np.zeros(2))]}, {"params": [Parameter(np.zeros(3))], "lr": 0.5}])
+    lines = repr(opt).splitlines()
+    assert lines[0] == "Adam (" and lines[-1] == ")"
+    assert lines[1] == "Parameter Group 0" and "Parameter Group 1" in lines
+    group1 = lines[lines.index("Parameter Group 1") + 1:-1]
+    assert "    lr: 0.5" in group1 and "    betas: (0.9, 0.999)" in group1 and group1 == sorted(group1)
+    assert all(not line.startswith("    params") for line in lines)
+
+
 @pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad])
 def test_invalid_params(cls):
     a, b = Parameter(np.zeros(3)), Parameter(np.zeros(2))
