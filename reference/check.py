@@ -10,14 +10,23 @@ The functions checked are written the way the course assignments (and the seeds)
     out, cache = spatial_batchnorm_forward(x, gamma, beta, bn_param)  # x: (N, C, H, W)
     out, cache = layernorm_forward(x, gamma, beta, ln_param)          # ln_param: eps
     out, cache = dropout_forward(x, dropout_param);  dx = dropout_backward(dout, cache)   # mode, p, seed
+    out, cache = conv_forward_naive(x, w, b, conv_param)              # x (N, C, H, W), w (F, C, HH, WW),
+    dx, dw, db = conv_backward_naive(dout, cache)                     #   b (F,); conv_param: stride, pad
+    out, cache = max_pool_forward_naive(x, pool_param)                # pool_param: pool_height, pool_width,
+    dx = max_pool_backward_naive(dout, cache)                         #   stride
+    out, cache = spatial_groupnorm_forward(x, gamma, beta, G, gn_param)   # gamma, beta (1, C, 1, 1); eps
+    dx, dgamma, dbeta = spatial_groupnorm_backward(dout, cache)           # dgamma, dbeta (1, C, 1, 1)
     next_w, config = update(w, dw, config)                            # sgd, sgd_momentum, rmsprop, adam
 
 :func:`check_layer` builds the same computation in torch, runs both on seeded random inputs whose dimensions all
 differ (several training steps, then test mode), maps the conventions you declare onto torch's, and compares the
 output, every gradient, the running statistics after each step and the test-mode output; :func:`check_update` runs
 an update rule and the matching ``torch.optim`` optimizer on the same gradients for several steps and compares the
-whole parameter trajectory and the optimizer state. Every comparison uses the tolerance table
-(``reference.tolerances``); a failed one carries the likely cause from ``reference.diagnosis``.
+whole parameter trajectory and the optimizer state. Convolution, max pooling and group norm run once on each of a
+few geometries (:data:`CONV_GEOMETRIES`, :data:`POOL_GEOMETRIES`, :data:`GROUPNORM_GEOMETRIES`); the max-pooling
+inputs hold ties, where torch's gradient goes to the first maximal element in row-major order. Every comparison
+uses the tolerance table (``reference.tolerances``); a failed one carries the likely cause from
+``reference.diagnosis``.
 
 Conventions (``momentum_style``, ``p_is_keep_prob``):
 
@@ -28,8 +37,9 @@ Conventions (``momentum_style``, ``p_is_keep_prob``):
 - SGD momentum ``'cs231n'``: ``v = μv − lr·dw; w += v`` ≡ ``SGD(lr, momentum=μ)``; ``'dlai'`` (deeplearning.ai):
   ``v = βv + (1 − β)·dw; w −= lr·v`` ≡ ``SGD(lr·(1 − β), momentum=β)``.
 
-From the command line: ``handnn-verify --user path/to/layers.py:batchnorm_forward --momentum-style cs231n``
-(:func:`main_user`).
+From the command line: ``handnn-verify --user path/to/layers.py:batchnorm_forward --momentum-style cs231n``,
+``handnn-verify --user layers.py:conv_forward_naive`` (:func:`main_user`; the backward is found by name:
+``conv_forward_fast`` → ``conv_backward_fast``).
 """
 from __future__ import annotations
 
@@ -52,7 +62,8 @@ from .diagnosis import diagnose, keep_rate_cause
 from .tolerances import Comparison, compare
 from .twin import TORCH_DTYPES, to_numpy, to_tensor
 
-LAYER_KINDS = ("affine", "relu", "batchnorm", "spatial_batchnorm", "layernorm", "dropout")
+LAYER_KINDS = ("affine", "relu", "batchnorm", "spatial_batchnorm", "layernorm", "dropout", "conv", "max_pool",
+               "spatial_groupnorm")
 UPDATE_KINDS = ("sgd", "sgd_momentum", "rmsprop", "adam")
 
 #: the hyper-parameters given to a CS231n update rule (``config`` overrides them)
@@ -65,6 +76,28 @@ UPDATE_CONFIGS: Dict[str, Dict[str, float]] = {
 
 #: a dropout keep rate is wrong when it is this many binomial standard deviations from 1 − p
 KEEP_RATE_SIGMAS = 5.0
+
+#: (N, C, H, W, F, HH, WW, stride, pad): every dim different, C never 2 (C·b is then not 2·b), and CS231n's own
+#: assertion (H + 2·pad − HH) % stride == 0 == (W + 2·pad − WW) % stride holds
+CONV_GEOMETRIES = (
+    (2, 3, 5, 6, 4, 3, 2, 1, 1),   # stride 1, pad 1, 3×2 kernel: out (2, 4, 5, 7)
+    (3, 4, 9, 7, 5, 3, 5, 2, 0),   # stride 2, pad 0, 3×5 kernel: out (3, 5, 4, 2)
+    (2, 5, 6, 10, 3, 2, 4, 2, 1),  # stride 2, pad 1, 2×4 kernel: out (2, 3, 4, 5)
+)
+
+#: (N, C, H, W, pool_height, pool_width, stride, ties): with ties, x holds small integers {0, 1, 2}, so most
+#: windows have several maxima; (H − pool_height) % stride == 0 == (W − pool_width) % stride
+POOL_GEOMETRIES = (
+    (2, 3, 6, 8, 2, 2, 2, True),    # CS231n's 2×2 windows, stride 2
+    (3, 2, 5, 7, 3, 2, 1, True),    # overlapping 3×2 windows, stride 1: an element is the maximum of several
+    (2, 4, 6, 9, 2, 3, 2, False),   # 2×3 windows, stride 2, continuous values (no ties)
+)
+
+#: (N, C, H, W, G) with 1 < G < C, so per-sample, per-channel and interleaved groups all differ from torch's
+GROUPNORM_GEOMETRIES = (
+    (3, 8, 5, 6, 2),
+    (2, 6, 4, 7, 3),
+)
 
 
 # ---- the report -----------------------------------------------------------------------------------------------------
@@ -405,6 +438,71 @@ def _run_dropout(forward: Callable, backward: Optional[Callable], rows: _Rows, s
         rows.add("eval dx", _call("eval dx", backward, dout.copy(), cache), _grad(xt), **context)
 
 
+def _run_conv(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    for n, c, h, w_, f, hh, ww, stride, pad in CONV_GEOMETRIES:
+        x = s.rng.standard_normal((n, c, h, w_)).astype(s.dtype)
+        w = s.rng.normal(0.0, 1.0 / np.sqrt(c * hh * ww), (f, c, hh, ww)).astype(s.dtype)
+        b = s.rng.normal(size=f).astype(s.dtype)
+        conv_param = {"stride": stride, "pad": pad}
+        out, cache = _unpack("out", _call("out", forward, x.copy(), w.copy(), b.copy(), dict(conv_param)), 2,
+                             "(out, cache)")
+        xt, wt, bt = _leaf(x), _leaf(w), _leaf(b)
+        yt = F.conv2d(xt, wt, bt, stride=stride, padding=pad)
+        dout = s.rng.standard_normal(tuple(yt.shape)).astype(s.dtype)
+        yt.backward(to_tensor(dout))
+        context = {"kind": "conv", "x": x, "w": w, "b": b, "dout": dout, "n": n, **conv_param}
+        rows.add("out", out, yt, **context)
+        if backward is not None:
+            grads = _unpack("dx", _call("dx", backward, dout.copy(), cache), 3, "(dx, dw, db)")
+            for check, ours, leaf in zip(("dx", "dw", "db"), grads, (xt, wt, bt)):
+                rows.add(check, ours, _grad(leaf), **context)
+
+
+def _run_max_pool(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    for n, c, h, w, ph, pw, stride, ties in POOL_GEOMETRIES:
+        shape = (n, c, h, w)
+        x = (s.rng.integers(0, 3, shape) if ties else s.rng.standard_normal(shape)).astype(s.dtype)
+        pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+        out, cache = _unpack("out", _call("out", forward, x.copy(), dict(pool_param)), 2, "(out, cache)")
+        xt = _leaf(x)
+        yt = F.max_pool2d(xt, kernel_size=(ph, pw), stride=stride)
+        dout = s.rng.standard_normal(tuple(yt.shape)).astype(s.dtype)
+        yt.backward(to_tensor(dout))
+        context = {"kind": "max_pool", "x": x, "dout": dout, **pool_param}
+        rows.add("out", out, yt, **context)
+        if backward is not None:
+            rows.add("dx", _call("dx", backward, dout.copy(), cache), _grad(xt), **context)
+
+
+def _course_shape(expected: np.ndarray, ours: Any) -> np.ndarray:
+    """torch's per-channel gradient (1, C, 1, 1) as (C,) when that is the shape the user's code returned."""
+    shape = np.shape(ours) if isinstance(ours, np.ndarray) else None
+    return expected.reshape(shape) if shape == (expected.size,) else expected
+
+
+def _run_spatial_groupnorm(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    for n, c, h, w, groups in GROUPNORM_GEOMETRIES:
+        per = (n, c, 1, 1)  # a different mean and scale per (sample, channel): groups, channels, samples differ
+        x = (s.rng.standard_normal((n, c, h, w)) * s.rng.uniform(0.5, 2.0, per) + s.rng.normal(0.0, 1.0, per))
+        x = x.astype(s.dtype)
+        gamma = s.rng.normal(1.0, 0.5, (1, c, 1, 1)).astype(s.dtype)
+        beta = s.rng.normal(0.0, 1.0, (1, c, 1, 1)).astype(s.dtype)
+        out, cache = _unpack("out", _call("out", forward, x.copy(), gamma.copy(), beta.copy(), groups,
+                                          {"eps": s.eps}), 2, "(out, cache)")
+        xt, wt, bt = _leaf(x), _leaf(gamma), _leaf(beta)
+        yt = F.group_norm(xt, groups, wt.reshape(c), bt.reshape(c), eps=s.eps)
+        dout = s.rng.standard_normal((n, c, h, w)).astype(s.dtype)
+        yt.backward(to_tensor(dout))
+        context = {"kind": "spatial_groupnorm", "x": x, "dout": dout, "gamma": gamma, "beta": beta,
+                   "eps": s.eps, "G": groups, "n": n}
+        rows.add("out", out, yt, **context)
+        if backward is not None:
+            grads = _unpack("dx", _call("dx", backward, dout.copy(), cache), 3, "(dx, dgamma, dbeta)")
+            for check, ours, leaf in zip(("dx", "dgamma", "dbeta"), grads, (xt, wt, bt)):
+                expected = _grad(leaf)
+                rows.add(check, ours, expected if check == "dx" else _course_shape(expected, ours), **context)
+
+
 def _keep_rate_row(kept: int, total: int, p: float) -> CheckRow:
     """The fraction kept against 1 − p: a mismatch beyond KEEP_RATE_SIGMAS binomial standard deviations."""
     q = 1.0 - p
@@ -419,6 +517,7 @@ def _keep_rate_row(kept: int, total: int, p: float) -> CheckRow:
 _LAYER_RUNNERS: Dict[str, Callable[..., None]] = {
     "affine": _run_affine, "relu": _run_relu, "batchnorm": _run_batchnorm,
     "spatial_batchnorm": _run_spatial_batchnorm, "layernorm": _run_layernorm, "dropout": _run_dropout,
+    "conv": _run_conv, "max_pool": _run_max_pool, "spatial_groupnorm": _run_spatial_groupnorm,
 }
 
 
@@ -447,11 +546,12 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
 
     Parameters
     ----------
-    kind : {'affine', 'relu', 'batchnorm', 'spatial_batchnorm', 'layernorm', 'dropout'}
+    kind : {'affine', 'relu', 'batchnorm', 'spatial_batchnorm', 'layernorm', 'dropout', 'conv', 'max_pool',
+            'spatial_groupnorm'}
         Which layer the functions implement (signatures in the module docstring).
     forward, backward : callable
-        ``forward(...) -> (out, cache)``; ``backward(dout, cache)`` returns the gradients (dx alone for relu and
-        dropout). Without ``backward`` only the forward checks run.
+        ``forward(...) -> (out, cache)``; ``backward(dout, cache)`` returns the gradients (dx alone for relu,
+        dropout and max_pool). Without ``backward`` only the forward checks run.
     momentum_style : {'torch', 'cs231n'}
         BatchNorm: how your ``bn_param['momentum']`` is used (module docstring). ``momentum`` (the value given to
         your code) defaults to 0.1 for 'torch' and 0.9 for 'cs231n' — the same torch momentum 0.1.
@@ -464,8 +564,9 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
         Seeds the inputs, parameters and upstream gradients (``np.random.default_rng(seed)``).
     steps : int
         Training steps before the test-mode check (BatchNorm's running statistics are compared after each).
+        conv, max_pool and spatial_groupnorm run once per geometry instead.
     eps : float
-        BatchNorm/LayerNorm eps, given to both sides.
+        BatchNorm/LayerNorm/GroupNorm eps, given to both sides.
 
     Returns
     -------
@@ -491,6 +592,16 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
         reading = "keep" if p_is_keep_prob else "drop"
         conventions.append(f"p_is_keep_prob={p_is_keep_prob}: your p {user_p:g} ({reading} probability) = torch "
                            f"p {torch_p:g}; the mask is recovered from your output and given to torch")
+    if kind == "conv":
+        conventions.append(f"{len(CONV_GEOMETRIES)} geometries (stride 1 and 2, pad 0 and 1, non-square kernels): "
+                           "torch F.conv2d, a cross-correlation; random upstream gradients")
+    if kind == "max_pool":
+        conventions.append(f"{len(POOL_GEOMETRIES)} geometries, one with overlapping windows; inputs in {{0, 1, 2}} "
+                           "(ties): torch's gradient goes to the first maximum of a window, in row-major order")
+    if kind == "spatial_groupnorm":
+        conventions.append(f"G = {', '.join(str(g[-1]) for g in GROUPNORM_GEOMETRIES)} on C = "
+                           f"{', '.join(str(g[1]) for g in GROUPNORM_GEOMETRIES)}; eps {eps:g}; gamma, beta, "
+                           "dgamma, dbeta shaped (1, C, 1, 1) as CS231n's, compared by value with torch's (C,)")
     if backward is None:
         conventions.append("no backward function: gradients not checked")
     rows = _Rows(dt)
@@ -608,12 +719,21 @@ def check_update(kind: str, update: Callable, *, momentum_style: str = "cs231n",
 
 
 # ---- the command line -----------------------------------------------------------------------------------------------
+#: (what a function name contains, once underscores are dropped; the kind it implies), tried in order: the
+#: later kinds come last, so a name that implied a kind before they existed still implies it
+_NAME_KINDS = tuple((kind.replace("_", ""), kind) for kind in (
+    "spatial_batchnorm", "batchnorm", "layernorm", "affine", "relu", "dropout",
+    "sgd_momentum", "rmsprop", "adam", "sgd")) + (
+    ("groupnorm", "spatial_groupnorm"), ("maxpool", "max_pool"), ("conv", "conv"))
+
+
 def infer_kind(name: str) -> Optional[str]:
-    """The kind a function name implies: 'batchnorm_forward' -> 'batchnorm', 'sgd_momentum' -> 'sgd_momentum'."""
+    """The kind a function name implies: 'batchnorm_forward' -> 'batchnorm', 'sgd_momentum' -> 'sgd_momentum',
+    'conv_forward_naive' / 'conv_forward_im2col' -> 'conv', 'max_pool_forward_naive' -> 'max_pool',
+    'spatial_groupnorm_forward' -> 'spatial_groupnorm'."""
     flat = name.lower().replace("_", "")
-    for kind in ("spatial_batchnorm", "batchnorm", "layernorm", "affine", "relu", "dropout",
-                 "sgd_momentum", "rmsprop", "adam", "sgd"):
-        if kind.replace("_", "") in flat:
+    for pattern, kind in _NAME_KINDS:
+        if pattern in flat:
             return kind
     return None
 

@@ -17,7 +17,8 @@ read (a detector whose keys are missing is skipped):
 =====================  ================================================================================================
 ``kind``               the component: ``'batchnorm'`` (also ``'BatchNorm1d'``, ``'spatial_batchnorm'``),
                        ``'layernorm'``, ``'dropout'``, ``'affine'``, ``'relu'``, ``'sgd'``/``'sgd_momentum'``,
-                       ``'rmsprop'``, ``'adam'``
+                       ``'rmsprop'``, ``'adam'``, ``'conv'``, ``'max_pool'`` (→ ``'maxpool'``),
+                       ``'spatial_groupnorm'`` (→ ``'groupnorm'``)
 ``n``                  the batch size (values averaged per statistic, or per mean-reduced gradient)
 ``x``                  the input of the compared step; ``dout`` its upstream gradient
 ``gamma``, ``beta``    the affine parameters, shape (C,) (BatchNorm: broadcast on axis 1) or trailing (LayerNorm)
@@ -33,7 +34,16 @@ read (a detector whose keys are missing is skipped):
                        ``actual``/``expected`` are then the parameters after every step (same stack) or after the last
 ``lr``, ``betas``,     optimizers: torch's hyper-parameters (``alpha``: RMSprop's smoothing constant)
 ``dampening``, ``alpha``
+``w``, ``b``,          conv (CS231n ``conv_forward_naive``): the filters (F, C, HH, WW), the bias (F,), the stride and
+``stride``, ``pad``    the zero padding on every side; ``x`` (N, C, H, W) and ``dout`` as above
+``pool_height``,       max_pool: the window and its stride (``x``, ``dout`` as above)
+``pool_width``,
+``stride``
+``G``                  spatial_groupnorm: the number of groups; ``gamma``, ``beta`` shaped (1, C, 1, 1) or (C,)
 =====================  ================================================================================================
+
+Detectors marked ``reshapes`` describe a wrong output *size* (padding left out, the pooling stride taken as the
+window): they are the only ones tried when ``actual`` and ``expected`` differ in shape.
 """
 from __future__ import annotations
 
@@ -108,21 +118,23 @@ class Detector:
     categories: Tuple[str, ...]
     kinds: Tuple[str, ...]
     hypothesis: Hypothesis
+    reshapes: bool = False  # the hypothesis may have another shape than torch's (tried on a shape mismatch too)
 
 
 #: the registry, in the order detectors are tried (ties in fit are resolved by this order)
 DETECTORS: Dict[str, Detector] = {}
 
 
-def register(name: str, cause: str, categories: Tuple[str, ...], kinds: Tuple[str, ...] = ()
-             ) -> Callable[[Hypothesis], Hypothesis]:
-    """Decorator adding a hypothesis function to :data:`DETECTORS` under ``name``."""
+def register(name: str, cause: str, categories: Tuple[str, ...], kinds: Tuple[str, ...] = (),
+             reshapes: bool = False) -> Callable[[Hypothesis], Hypothesis]:
+    """Decorator adding a hypothesis function to :data:`DETECTORS` under ``name`` (``reshapes``: see the module
+    docstring)."""
     unknown = set(categories) - set(CATEGORIES)
     if unknown:
         raise ValueError(f"unknown check categories {sorted(unknown)}; expected some of {CATEGORIES}")
 
     def add(fn: Hypothesis) -> Hypothesis:
-        DETECTORS[name] = Detector(name, cause, tuple(categories), tuple(kinds), fn)
+        DETECTORS[name] = Detector(name, cause, tuple(categories), tuple(kinds), fn, reshapes)
         return fn
     return add
 
@@ -147,7 +159,8 @@ def category(check: str) -> str:
 
 _KIND_ALIASES = (("spatialbatchnorm", "batchnorm"), ("batchnorm", "batchnorm"), ("layernorm", "layernorm"),
                  ("dropout", "dropout"), ("adamw", "adamw"), ("adam", "adam"), ("rmsprop", "rmsprop"),
-                 ("sgd", "sgd"), ("affine", "affine"), ("linear", "affine"), ("relu", "relu"))
+                 ("sgd", "sgd"), ("affine", "affine"), ("linear", "affine"), ("relu", "relu"),
+                 ("groupnorm", "groupnorm"), ("maxpool", "maxpool"), ("conv", "conv"))
 
 
 def normalize_kind(kind: Optional[str]) -> Optional[str]:
@@ -189,12 +202,15 @@ def diagnoses(check: str, actual, expected, **context: Any) -> List[Diagnosis]:
     Returns
     -------
     list of Diagnosis
-        Empty when ``actual`` already matches ``expected``, when the shapes differ, or when nothing fits.
+        Empty when ``actual`` already matches ``expected``, when nothing fits, or when the shapes differ and no
+        ``reshapes`` detector explains the other shape.
     """
     actual = np.asarray(actual)
     expected = np.asarray(expected)
-    if actual.shape != expected.shape or actual.dtype.kind not in "fiub" or expected.dtype.kind not in "fiub":
+    if actual.dtype.kind not in "fiub" or expected.dtype.kind not in "fiub":
         return []
+    if actual.shape != expected.shape:
+        return _reshaped_diagnoses(Context(check, actual, expected, context))
     if compare(check, actual, expected).passed:
         return []
     if actual.dtype != expected.dtype and compare(check, actual.astype(expected.dtype), expected).passed:
@@ -215,6 +231,26 @@ def diagnoses(check: str, actual, expected, **context: Any) -> List[Diagnosis]:
             fit = _fit(actual, hypothesis, expected)
             if fit is not None:
                 found.append(Diagnosis(det.name, det.cause, fit))
+    return sorted(found, key=lambda d: d.max_rel)
+
+
+def _reshaped_diagnoses(ctx: Context) -> List[Diagnosis]:
+    """The ``reshapes`` detectors whose hypothesis has ``actual``'s (wrong) shape and its values."""
+    found = []
+    with np.errstate(all="ignore"):
+        for det in DETECTORS.values():
+            if not det.reshapes or ctx.category not in det.categories or (det.kinds and ctx.kind not in det.kinds):
+                continue
+            try:
+                hypothesis = det.hypothesis(ctx)
+            except _Missing:
+                continue
+            if hypothesis is None or np.shape(hypothesis) != ctx.actual.shape:
+                continue
+            h = np.asarray(hypothesis, dtype=np.float64).astype(ctx.expected.dtype)
+            result = compare("fit", ctx.actual.astype(ctx.expected.dtype), h)
+            if result.passed:
+                found.append(Diagnosis(det.name, det.cause, result.max_rel))
     return sorted(found, key=lambda d: d.max_rel)
 
 
@@ -502,3 +538,297 @@ def _rmsprop_eps_inside(ctx: Context) -> Optional[np.ndarray]:
         state["s"] = alpha * state.get("s", 0.0) + (1 - alpha) * g * g
         return p - lr * g / np.sqrt(state["s"] + eps)
     return _trajectory(ctx, step)
+
+
+# ---- convolution (CS231n conv_forward_naive: x (N, C, H, W), w (F, C, HH, WW), b (F,), stride, pad) -------------
+Pads = Tuple[int, int, int, int]  # zero padding (top, bottom, left, right)
+
+
+def _conv_inputs(ctx: Context) -> Tuple[np.ndarray, np.ndarray, int, int]:
+    x, w, stride, pad = ctx.need("x", "w", "stride", "pad")
+    return x, w, int(stride), int(pad)
+
+
+def _windows(x: np.ndarray, pads: Pads, hh: int, ww: int, step: int, out_h: int, out_w: int) -> np.ndarray:
+    """(N, C, out_h, out_w, hh, ww): the padded input's windows, their corners ``step`` apart."""
+    top, bottom, left, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    view = np.lib.stride_tricks.sliding_window_view(xp, (hh, ww), axis=(2, 3))
+    return view[:, :, ::step, ::step][:, :, :out_h, :out_w]
+
+
+def _conv(x: np.ndarray, w: np.ndarray, stride: int, pads: Pads) -> Optional[np.ndarray]:
+    """The cross-correlation torch's conv2d computes (no bias), with any padding on each side."""
+    hh, ww = w.shape[2:]
+    out_h = (x.shape[2] + pads[0] + pads[1] - hh) // stride + 1
+    out_w = (x.shape[3] + pads[2] + pads[3] - ww) // stride + 1
+    if out_h < 1 or out_w < 1:
+        return None
+    return np.einsum("nchwij,fcij->nfhw", _windows(x, pads, hh, ww, stride, out_h, out_w), w)
+
+
+def _conv_grads(x: np.ndarray, w: np.ndarray, dout: np.ndarray, step: int, pads: Pads
+                ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(dx, dw) of the cross-correlation, for windows whose corners are ``step`` apart (the stride, or not)."""
+    hh, ww = w.shape[2:]
+    out_h, out_w = dout.shape[2:]
+    top, bottom, left, right = pads
+    if (out_h - 1) * step + hh > x.shape[2] + top + bottom or (out_w - 1) * step + ww > x.shape[3] + left + right:
+        return None, None
+    dw = np.einsum("nchwij,nfhw->fcij", _windows(x, pads, hh, ww, step, out_h, out_w), dout)
+    dxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + top + bottom, x.shape[3] + left + right))
+    for i in range(hh):
+        for j in range(ww):
+            dxp[:, :, i:i + (out_h - 1) * step + 1:step, j:j + (out_w - 1) * step + 1:step] += \
+                np.einsum("nfhw,fc->nchw", dout, w[:, :, i, j])
+    return dxp[:, :, top:top + x.shape[2], left:left + x.shape[3]], dw
+
+
+def _conv_hypothesis(ctx: Context, w: np.ndarray, pads: Pads, step: Optional[int] = None,
+                     flip_dw: bool = False) -> Optional[np.ndarray]:
+    """out (with the bias), dx or dw of a convolution computed with filters ``w`` and padding ``pads``."""
+    x, _, stride, _ = _conv_inputs(ctx)
+    if ctx.category == "out":
+        out = _conv(x, w, stride, pads)
+        (b,) = ctx.need("b")
+        return None if out is None else out + np.reshape(b, (1, -1, 1, 1))
+    if ctx.check not in ("dx", "dw"):
+        return None
+    (dout,) = ctx.need("dout")
+    dx, dw = _conv_grads(x, w, dout, stride if step is None else step, pads)
+    if dx is None:
+        return None
+    if ctx.check == "dx":
+        return dx
+    return dw[:, :, ::-1, ::-1] if flip_dw else dw
+
+
+@register("conv_flipped_kernel", "kernel flipped (a true convolution, w[:, :, ::-1, ::-1]); torch's conv2d is a "
+          "cross-correlation: out = Σ x_window · w, w as given", ("out", "grad"), ("conv",))
+def _conv_flipped_kernel(ctx: Context) -> Optional[np.ndarray]:
+    _, w, _, pad = _conv_inputs(ctx)
+    return _conv_hypothesis(ctx, w[:, :, ::-1, ::-1], (pad,) * 4, flip_dw=True)
+
+
+def _conv_with_bias(ctx: Context, times: Callable[[np.ndarray, np.ndarray], float]) -> Optional[np.ndarray]:
+    x, w, stride, pad = _conv_inputs(ctx)
+    (b,) = ctx.need("b")
+    out = _conv(x, w, stride, (pad,) * 4)
+    return None if out is None else out + times(x, w) * np.reshape(b, (1, -1, 1, 1))
+
+
+@register("conv_no_bias", "bias missing: out = Σ x_window · w; torch adds b[f] once at every output position",
+          ("out",), ("conv",))
+def _conv_no_bias(ctx: Context) -> Optional[np.ndarray]:
+    return _conv_with_bias(ctx, lambda x, w: 0.0)
+
+
+@register("conv_bias_twice", "bias added twice at every output position (2·b[f]); torch adds b[f] once",
+          ("out",), ("conv",))
+def _conv_bias_twice(ctx: Context) -> Optional[np.ndarray]:
+    return _conv_with_bias(ctx, lambda x, w: 2.0)
+
+
+@register("conv_bias_per_channel", "bias added once per input channel (inside the loop over C: C·b[f]); torch "
+          "adds b[f] once per output position, after the sum over channels", ("out",), ("conv",))
+def _conv_bias_per_channel(ctx: Context) -> Optional[np.ndarray]:
+    return _conv_with_bias(ctx, lambda x, w: float(x.shape[1]))
+
+
+@register("conv_pad_after_only", "padding on one side only: 2·pad zeros after (bottom/right) instead of pad on "
+          "every side (np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))))", ("out", "grad"), ("conv",))
+def _conv_pad_after_only(ctx: Context) -> Optional[np.ndarray]:
+    _, w, _, pad = _conv_inputs(ctx)
+    return _conv_hypothesis(ctx, w, (0, 2 * pad, 0, 2 * pad)) if pad else None
+
+
+@register("conv_pad_before_only", "padding on one side only: 2·pad zeros before (top/left) instead of pad on "
+          "every side (np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))))", ("out", "grad"), ("conv",))
+def _conv_pad_before_only(ctx: Context) -> Optional[np.ndarray]:
+    _, w, _, pad = _conv_inputs(ctx)
+    return _conv_hypothesis(ctx, w, (2 * pad, 0, 2 * pad, 0)) if pad else None
+
+
+@register("conv_no_padding", "padding not applied: the output is (H − HH)/stride + 1 high, torch's "
+          "(H + 2·pad − HH)/stride + 1: pad x with pad zeros on every side first", ("out",), ("conv",),
+          reshapes=True)
+def _conv_no_padding(ctx: Context) -> Optional[np.ndarray]:
+    _, w, _, pad = _conv_inputs(ctx)
+    return _conv_hypothesis(ctx, w, (0, 0, 0, 0)) if pad else None
+
+
+@register("conv_backward_stride_ignored", "stride ignored in the backward: dout[..., i, j] sent to the window at "
+          "(i, j) instead of (i·stride, j·stride)", ("grad",), ("conv",))
+def _conv_backward_stride_ignored(ctx: Context) -> Optional[np.ndarray]:
+    _, w, stride, pad = _conv_inputs(ctx)
+    return _conv_hypothesis(ctx, w, (pad,) * 4, step=1) if stride != 1 else None
+
+
+def _conv_one_sample(ctx: Context, k: int) -> Optional[np.ndarray]:
+    x, w, stride, pad = _conv_inputs(ctx)
+    (dout,) = ctx.need("dout")
+    if ctx.check == "db":
+        return dout[k].sum(axis=(1, 2))
+    if ctx.check != "dw":
+        return None
+    return _conv_grads(x[[k]], w, dout[[k]], stride, (pad,) * 4)[1]
+
+
+@register("conv_grad_last_sample", "gradient of the last sample only (dw = … inside the loop over the batch "
+          "overwrites it): torch sums dw and db over every sample (dw += …)", ("grad",), ("conv",))
+def _conv_grad_last_sample(ctx: Context) -> Optional[np.ndarray]:
+    return _conv_one_sample(ctx, -1)
+
+
+@register("conv_grad_first_sample", "gradient of the first sample only: torch sums dw and db over every sample "
+          "of the batch", ("grad",), ("conv",))
+def _conv_grad_first_sample(ctx: Context) -> Optional[np.ndarray]:
+    return _conv_one_sample(ctx, 0)
+
+
+# ---- max pooling (CS231n max_pool_forward_naive: pool_height, pool_width, stride; no padding) --------------------
+def _pool_params(ctx: Context) -> Tuple[np.ndarray, int, int, int]:
+    x, ph, pw, stride = ctx.need("x", "pool_height", "pool_width", "stride")
+    return x, int(ph), int(pw), int(stride)
+
+
+def _pool_dx(ctx: Context, rule: str) -> Optional[np.ndarray]:
+    """dx of max pooling when the window's gradient goes by ``rule`` (torch: 'first' maximum, row-major)."""
+    if ctx.check != "dx":
+        return None
+    x, ph, pw, s = _pool_params(ctx)
+    (dout,) = ctx.need("dout")
+    n, c, out_h, out_w = dout.shape
+    if (out_h - 1) * s + ph > x.shape[2] or (out_w - 1) * s + pw > x.shape[3]:
+        return None
+    dx = np.zeros(x.shape)
+    rows, cols = np.ogrid[:n, :c]
+    for i in range(out_h):
+        for j in range(out_w):
+            window = x[:, :, i * s:i * s + ph, j * s:j * s + pw].reshape(n, c, ph * pw)
+            ties = window == window.max(axis=-1, keepdims=True)
+            g = dout[:, :, i, j]
+            if rule in ("first", "last", "assign"):
+                k = ties.argmax(axis=-1) if rule != "last" else ph * pw - 1 - ties[..., ::-1].argmax(axis=-1)
+                if rule == "assign":
+                    dx[rows, cols, i * s + k // pw, j * s + k % pw] = g
+                else:
+                    dx[rows, cols, i * s + k // pw, j * s + k % pw] += g
+                continue
+            share = ties / ties.sum(axis=-1, keepdims=True) if rule == "split" else ties
+            dx[:, :, i * s:i * s + ph, j * s:j * s + pw] += (share * g[..., None]).reshape(n, c, ph, pw)
+    return dx
+
+
+@register("pool_grad_to_all_ties", "gradient spread to every tied maximum of a window (window == max); torch "
+          "sends it to the first maximal element only, in row-major order", ("grad",), ("maxpool",))
+def _pool_grad_to_all_ties(ctx: Context) -> Optional[np.ndarray]:
+    return _pool_dx(ctx, "all")
+
+
+@register("pool_grad_to_last_max", "gradient to the last maximal element of a tied window; torch sends it to the "
+          "first, in row-major order (np.argmax's choice)", ("grad",), ("maxpool",))
+def _pool_grad_to_last_max(ctx: Context) -> Optional[np.ndarray]:
+    return _pool_dx(ctx, "last")
+
+
+@register("pool_grad_split_among_ties", "gradient split equally among the tied maxima of a window; torch sends "
+          "all of it to the first maximal element, in row-major order", ("grad",), ("maxpool",))
+def _pool_grad_split_among_ties(ctx: Context) -> Optional[np.ndarray]:
+    return _pool_dx(ctx, "split")
+
+
+@register("pool_grad_assigned", "dx assigned (=) instead of accumulated (+=): an element that is the maximum "
+          "of several overlapping windows must receive the sum of their gradients", ("grad",), ("maxpool",))
+def _pool_grad_assigned(ctx: Context) -> Optional[np.ndarray]:
+    return _pool_dx(ctx, "assign")
+
+
+@register("pool_stride_is_window", "pooling stride taken as the window size: windows pool_height × pool_width "
+          "apart instead of pool_param['stride']", ("out",), ("maxpool",), reshapes=True)
+def _pool_stride_is_window(ctx: Context) -> Optional[np.ndarray]:
+    x, ph, pw, s = _pool_params(ctx)
+    for sh, sw in ((ph, pw), (ph, ph), (pw, pw)):  # each axis its own window size, or one size for both
+        if (sh, sw) == (s, s) or ph > x.shape[2] or pw > x.shape[3]:
+            continue
+        out_h, out_w = (x.shape[2] - ph) // sh + 1, (x.shape[3] - pw) // sw + 1
+        if (out_h, out_w) == ctx.actual.shape[2:]:
+            view = np.lib.stride_tricks.sliding_window_view(x, (ph, pw), axis=(2, 3))
+            return view[:, :, ::sh, ::sw][:, :, :out_h, :out_w].max(axis=(-2, -1))
+    return None
+
+
+# ---- spatial group normalisation (CS231n spatial_groupnorm_forward: x (N, C, H, W), G, gamma (1, C, 1, 1)) -------
+def _group_ids(shape: Tuple[int, ...], grouping: str, groups: int) -> np.ndarray:
+    """For each element of x (N, C, H, W), the set it is normalised over, as a flat label array."""
+    n_, c_ = shape[:2]
+    n = np.arange(n_).reshape(-1, 1, 1, 1)
+    c = np.arange(c_).reshape(1, -1, 1, 1)
+    ids = {"groups": n * groups + c // (c_ // groups), "interleaved": n * groups + c % groups,
+           "channel": c + 0 * n, "sample": n + 0 * c, "instance": n * c_ + c}[grouping]
+    return np.broadcast_to(ids, shape).ravel()
+
+
+def _group_norm(ctx: Context, grouping: str, eps_at: str = "inside", groups: Optional[int] = None
+                ) -> Optional[np.ndarray]:
+    """out, dx or dgamma of a normalisation over the sets ``grouping`` names, eps ``inside`` or ``outside`` √."""
+    x, gamma, beta, eps, g_count = ctx.need("x", "gamma", "beta", "eps", "G")
+    groups = int(g_count) if groups is None else groups
+    c = x.shape[1]
+    if x.ndim != 4 or groups < 1 or c % groups or (ctx.category == "grad" and ctx.check not in ("dx", "dgamma")):
+        return None
+    ids = _group_ids(x.shape, grouping, groups)
+    counts = np.bincount(ids)
+    mean = lambda v: (np.bincount(ids, weights=v.ravel()) / counts)[ids].reshape(x.shape)  # noqa: E731
+    xc = x - mean(x)
+    var = mean(xc * xc)
+    denominator = np.sqrt(var + eps) if eps_at == "inside" else np.sqrt(var) + eps
+    x_hat = xc / denominator
+    gamma, beta = np.reshape(gamma, (1, c, 1, 1)), np.reshape(beta, (1, c, 1, 1))
+    if ctx.category == "out":
+        return gamma * x_hat + beta
+    (dout,) = ctx.need("dout")
+    if ctx.check == "dgamma":
+        dgamma = (dout * x_hat).sum(axis=(0, 2, 3))
+        return dgamma.reshape(ctx.actual.shape) if dgamma.size == ctx.actual.size else None
+    g = dout * gamma
+    two_dd = 1 / np.sqrt(var + eps) if eps_at == "inside" else 1 / np.sqrt(var)  # 2·∂denominator/∂var
+    return (g - mean(g)) / denominator - mean(g * xc) / denominator ** 2 * two_dd * xc
+
+
+@register("groupnorm_per_channel", "statistics per channel over (N, H, W), as batch norm takes them; group norm "
+          "takes them per sample and group of C/G channels: x.reshape(N, G, -1)", ("out", "grad"), ("groupnorm",))
+def _groupnorm_per_channel(ctx: Context) -> Optional[np.ndarray]:
+    return _group_norm(ctx, "channel")
+
+
+@register("groupnorm_per_sample", "statistics over the whole sample (C, H, W), i.e. layer norm (G = 1); group norm "
+          "takes them per group of C/G channels: x.reshape(N, G, -1)", ("out", "grad"), ("groupnorm",))
+def _groupnorm_per_sample(ctx: Context) -> Optional[np.ndarray]:
+    return _group_norm(ctx, "sample")
+
+
+@register("groupnorm_per_instance", "statistics per channel of each sample over (H, W), i.e. instance norm "
+          "(G = C); group norm takes them over a group of C/G channels", ("out", "grad"), ("groupnorm",))
+def _groupnorm_per_instance(ctx: Context) -> Optional[np.ndarray]:
+    return _group_norm(ctx, "instance")
+
+
+@register("groupnorm_interleaved_groups", "groups formed from interleaved channels (channel c in group c % G, "
+          "e.g. x.reshape(N, C // G, G, H, W)); torch's groups are contiguous blocks of C/G channels: "
+          "x.reshape(N, G, C // G, H, W)", ("out", "grad"), ("groupnorm",))
+def _groupnorm_interleaved(ctx: Context) -> Optional[np.ndarray]:
+    return _group_norm(ctx, "interleaved")
+
+
+@register("groupnorm_groups_swapped", "C/G groups of G channels (G and C // G swapped in the reshape); torch makes "
+          "G groups of C/G channels: x.reshape(N, G, C // G, H, W)", ("out", "grad"), ("groupnorm",))
+def _groupnorm_groups_swapped(ctx: Context) -> Optional[np.ndarray]:
+    (x, g) = ctx.need("x", "G")
+    c, g = x.shape[1], int(g)
+    return _group_norm(ctx, "groups", groups=c // g) if g and c % g == 0 and c // g != g else None
+
+
+@register("groupnorm_eps_outside_sqrt", _FORMULAS[("outside", True)][1], ("out", "grad"), ("groupnorm",))
+def _groupnorm_eps_outside(ctx: Context) -> Optional[np.ndarray]:
+    return _group_norm(ctx, "groups", eps_at="outside")

@@ -361,7 +361,7 @@ def test_an_update_returning_none_fails():
 
 
 @pytest.mark.parametrize("call, error, match", [
-    (lambda: check_layer("conv", relu_forward), ValueError, "kind must be one of"),
+    (lambda: check_layer("conv3d", relu_forward), ValueError, "kind must be one of"),
     (lambda: check_layer("batchnorm", bn_forward, momentum_style="keras"), ValueError, "momentum_style"),
     (lambda: check_layer("relu", relu_forward, dtype=np.int64), TypeError, "float32 or float64"),
     (lambda: check_layer("dropout", relu_forward, p=1.5), ValueError, "between 0 and 1"),
