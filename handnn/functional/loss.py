@@ -90,7 +90,7 @@ def _upstream(grad_output, cache: LossCache, dtype) -> np.ndarray:
         if g.size != 1:
             raise RuntimeError(f"grad_output for reduction={cache.reduction!r} must be a scalar, got shape "
                                f"{g.shape}")
-        g = g.reshape(())
+        g = g.reshape(())  # a 1-element array (torch takes only a 0-d one) as the scalar it holds
     if cache.reduction == "mean":
         if cache.denom:
             g = g / dtype.type(cache.denom)

@@ -690,6 +690,19 @@ def test_a_list_weight_is_a_type_error(option, dtype, rng):
         F.binary_cross_entropy_with_logits_forward(x, y, **{option: [1.0] * 5})
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("name", ["MSELoss", "BCEWithLogitsLoss"])
+def test_a_one_element_grad_output_of_a_0d_loss_keeps_dx_0d(name, reduction, dtype, rng):
+    """A 1-element grad_output (shape (1,), accepted as the scalar it holds) of a loss over 0-d arrays gives dx of
+    the input's shape, (), as the scalar does."""
+    x, y = np.asarray(rng.normal(), dtype), np.asarray(rng.uniform(), dtype)
+    loss_fn = getattr(nn, name)(reduction=reduction)
+    loss_fn(x, y)
+    dx = loss_fn.backward(np.full(1, 0.5, dtype))
+    assert dx.shape == () and dx.dtype == dtype
+    np.testing.assert_array_equal(dx, loss_fn.backward(0.5))
+
+
 @pytest.mark.parametrize("name", ["MSELoss", "L1Loss"])
 def test_broadcast_warning_points_at_the_callers_line(name, dtype, rng):
     """The functional form's UserWarning names the line that called it (stacklevel), as torch's does."""
