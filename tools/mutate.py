@@ -101,6 +101,8 @@ TESTS: Dict[str, List[str]] = {
         "tests/unit/test_kernels.py", "tests/golden/test_golden.py", "tests/parity/test_batchnorm.py",
         "tests/parity/test_layernorm.py", "tests/parity/test_groupnorm.py", "tests/parity/test_large_inputs.py",
         "tests/parity/test_properties.py", "tests/parity/test_twin.py"],
+    "handnn/functional/conv.py": ["tests/parity/test_conv.py", "tests/golden/test_golden.py"],
+    "handnn/functional/pooling.py": ["tests/parity/test_pooling.py", "tests/golden/test_golden.py"],
     "handnn/functional/special.py": [
         "tests/unit/test_special.py", "tests/golden/test_golden.py", "tests/parity/test_activations.py",
         "tests/parity/test_large_inputs.py"],
