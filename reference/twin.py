@@ -2,7 +2,8 @@
 
 ``to_torch(module)`` gives a ``torch.nn.Module`` with identical parameters, buffers, training mode and
 dtype; nested ``Sequential``s are rebuilt. A handnn ``Dropout`` becomes :class:`MaskedDropout`, a torch module
-that applies the mask the handnn layer drew in its last forward, so both sides drop the same elements.
+that applies the mask the handnn layer drew in its last forward, so both sides drop the same elements (a
+``Dropout2d`` likewise becomes :class:`MaskedDropout2d`).
 ``from_torch(torch_module)`` goes the other way for every supported layer.
 """
 from __future__ import annotations
@@ -61,6 +62,31 @@ class MaskedDropout(torch.nn.Module):
         return x * noise
 
 
+class MaskedDropout2d(torch.nn.Module):
+    """Torch's channel dropout driven by a handnn ``Dropout2d``'s keep-mask (one value per sample and channel).
+
+    In training with ``0 < p < 1``, on a non-empty input of at least 2 dims, it computes ``x * noise`` with
+    ``noise = mask.to(dtype).div_(1 - p)`` of shape ``(N, C, 1, ...)``, as ``torch.nn.functional.dropout2d`` does with
+    its own Bernoulli draw (without repeating its rank warnings). Everywhere else — eval, ``p`` 0 or 1, an empty
+    input, too few dims, or no mask of this input's ``(N, C, 1, ...)`` shape in the handnn layer (its forward raised)
+    — it is ``F.dropout2d`` itself, which then draws nothing or raises torch's own error.
+    """
+
+    def __init__(self, source: nn.Dropout2d) -> None:
+        super().__init__()
+        self.source = source
+        self.p = source.p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.source.mask
+        noise_shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2)
+        if (not self.training or self.p in (0, 1) or x.numel() == 0 or x.dim() < 2 or mask is None
+                or tuple(mask.shape) != noise_shape):
+            return torch.nn.functional.dropout2d(x, self.p, self.training)
+        noise = torch.from_numpy(mask).to(x.dtype).div_(1 - self.p)
+        return x * noise
+
+
 #: handnn loss classes with a torch twin of the same name, and the constructor arguments each one takes
 LOSSES = {"MSELoss": (), "L1Loss": (), "SmoothL1Loss": ("beta",), "HuberLoss": ("delta",), "BCELoss": ("weight",),
           "BCEWithLogitsLoss": ("weight", "pos_weight"), "NLLLoss": ("weight", "ignore_index"),
@@ -85,6 +111,11 @@ def _build(module: nn.Module, memo: Dict[int, torch.nn.Module]) -> torch.nn.Modu
                                                for name, child in module._modules.items()))
     if kind is nn.Linear:
         return torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None, dtype=dtype)
+    if kind in (nn.Conv1d, nn.Conv2d):
+        return getattr(torch.nn, kind.__name__)(
+            module.in_channels, module.out_channels, module.kernel_size, stride=module.stride, padding=module.padding,
+            dilation=module.dilation, groups=module.groups, bias=module.bias is not None,
+            padding_mode=module.padding_mode, dtype=dtype)
     if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
         return getattr(torch.nn, kind.__name__)(
             module.num_features, eps=module.eps, momentum=module.momentum, affine=module.affine,
@@ -98,6 +129,8 @@ def _build(module: nn.Module, memo: Dict[int, torch.nn.Module]) -> torch.nn.Modu
                                   dtype=dtype)
     if kind is nn.Dropout:
         return MaskedDropout(module)
+    if kind is nn.Dropout2d:
+        return MaskedDropout2d(module)
     if kind.__name__ in LOSSES and kind is getattr(nn, kind.__name__):
         return _loss_twin(module)
     simple: Dict[type, Callable[[], torch.nn.Module]] = {
@@ -110,6 +143,11 @@ def _build(module: nn.Module, memo: Dict[int, torch.nn.Module]) -> torch.nn.Modu
         nn.GELU: lambda: torch.nn.GELU(approximate=module.approximate),
         nn.Softmax: lambda: torch.nn.Softmax(dim=module.dim),
         nn.LogSoftmax: lambda: torch.nn.LogSoftmax(dim=module.dim),
+        nn.MaxPool2d: lambda: torch.nn.MaxPool2d(module.kernel_size, module.stride, module.padding, module.dilation,
+                                                 module.return_indices, module.ceil_mode),
+        nn.AvgPool2d: lambda: torch.nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode,
+                                                 module.count_include_pad, module.divisor_override),
+        nn.AdaptiveAvgPool2d: lambda: torch.nn.AdaptiveAvgPool2d(module.output_size),
     }
     if kind in simple:
         return simple[kind]()
@@ -151,6 +189,10 @@ def _from_build(twin: torch.nn.Module, rng: Optional[np.random.Generator],
                                          for name, child in twin._modules.items()))
     if kind is T.Linear:
         return nn.Linear(twin.in_features, twin.out_features, bias=twin.bias is not None, dtype=dtype, rng=rng)
+    if kind in (T.Conv1d, T.Conv2d):
+        return getattr(nn, kind.__name__)(twin.in_channels, twin.out_channels, twin.kernel_size, twin.stride,
+                                          twin.padding, twin.dilation, twin.groups, twin.bias is not None,
+                                          twin.padding_mode, dtype=dtype, rng=rng)
     if kind in (T.BatchNorm1d, T.BatchNorm2d):
         return getattr(nn, kind.__name__)(twin.num_features, twin.eps, twin.momentum, twin.affine,
                                           twin.track_running_stats, dtype=dtype)
@@ -161,6 +203,8 @@ def _from_build(twin: torch.nn.Module, rng: Optional[np.random.Generator],
         return nn.GroupNorm(twin.num_groups, twin.num_channels, twin.eps, twin.affine, dtype=dtype)
     if kind in (T.Dropout, MaskedDropout):
         return nn.Dropout(twin.p, rng=rng)
+    if kind in (T.Dropout2d, MaskedDropout2d):
+        return nn.Dropout2d(twin.p, rng=rng)
     simple = {
         T.Identity: lambda: nn.Identity(),
         T.Flatten: lambda: nn.Flatten(twin.start_dim, twin.end_dim),
@@ -171,6 +215,11 @@ def _from_build(twin: torch.nn.Module, rng: Optional[np.random.Generator],
         T.GELU: lambda: nn.GELU(twin.approximate),
         T.Softmax: lambda: nn.Softmax(twin.dim),
         T.LogSoftmax: lambda: nn.LogSoftmax(twin.dim),
+        T.MaxPool2d: lambda: nn.MaxPool2d(twin.kernel_size, twin.stride, twin.padding, twin.dilation,
+                                          twin.return_indices, twin.ceil_mode),
+        T.AvgPool2d: lambda: nn.AvgPool2d(twin.kernel_size, twin.stride, twin.padding, twin.ceil_mode,
+                                          twin.count_include_pad, twin.divisor_override),
+        T.AdaptiveAvgPool2d: lambda: nn.AdaptiveAvgPool2d(twin.output_size),
     }
     if kind in simple:
         return simple[kind]()

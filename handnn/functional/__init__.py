@@ -8,7 +8,8 @@ from .activation import (
     log_softmax_forward, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward,
     softmax_forward, tanh_backward, tanh_forward,
 )
-from .dropout import dropout_backward, dropout_forward
+from .conv import conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forward
+from .dropout import dropout2d_backward, dropout2d_forward, dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
 from .loss import (
     binary_cross_entropy_backward, binary_cross_entropy_forward, binary_cross_entropy_with_logits_backward,
@@ -19,6 +20,10 @@ from .loss import (
 from .normalization import (
     batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward, layer_norm_backward,
     layer_norm_forward,
+)
+from .pooling import (
+    adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, avg_pool2d_backward, avg_pool2d_forward,
+    max_pool2d_backward, max_pool2d_forward,
 )
 
 __all__ = [name for name in dir() if name.endswith(("_forward", "_backward"))]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -10,7 +11,8 @@ from .._validation import check_array, check_ndarray
 
 
 class DropoutCache(NamedTuple):
-    """torch's ``noise``: ``mask / (1 - p)`` in the input's dtype (None when the input passed through).
+    """torch's ``noise``: ``mask / (1 - p)`` in the input's dtype (None when the input passed through); for
+    :func:`dropout2d_forward` one value per (sample, channel), shape ``(N, C, 1, 1)``.
 
     Backward is then one same-type multiplication (``dout * noise``), what torch's autograd does with the ``noise``
     it saves: a float array the input's size, where the boolean mask took a quarter (float32) but cost a buffered
@@ -119,6 +121,108 @@ def dropout_forward(
 
 def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
     """``dx = dout * noise``, ``noise = mask / (1 - p)`` (``dout`` itself when the input passed through)."""
+    if cache.noise is None:
+        return dout
+    with np.errstate(invalid="ignore"):  # a dropped inf in dout gives NaN (inf * 0), as in torch
+        return np.multiply(dout, cache.noise)
+
+
+# ---- channel dropout -------------------------------------------------------------------------------------------------
+#: torch's unsigned integer dtypes without a Bernoulli kernel ("not implemented for 'UInt16'"): NotImplementedError
+_NO_BERNOULLI = (np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint64))
+
+
+def feature_noise_shape(shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """torch's ``make_feature_noise``: one value per (sample, channel), ``(N, C, 1, ..., 1)`` for ``(N, C, *)``
+    (the shape itself below 2 dims)."""
+    return tuple(shape[:2]) + (1,) * (len(shape) - 2)
+
+
+def _warn_dropout2d_rank(ndim: int) -> None:
+    """torch's UserWarnings for an input that is not 4-d (``F.dropout2d`` warns in eval and for p = 0 too)."""
+    if ndim not in (3, 4):
+        warnings.warn(
+            f"dropout2d: Received a {ndim}-D input to dropout2d, which is deprecated and will result in an error in "
+            "a future release. To retain the behavior and silence this warning, please use dropout instead. Note "
+            "that dropout2d exists to provide channel-wise dropout on inputs with 2 spatial dimensions, a channel "
+            "dimension, and an optional batch dimension (i.e. 3D or 4D inputs).", UserWarning, stacklevel=3)
+    if ndim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout behavior is "
+            "desired - input is interpreted as shape (N, C, L), where C is the channel dim. This behavior will "
+            "change in a future release to interpret the input as one without a batch dimension, i.e. shape "
+            "(C, H, W). To maintain the 1D channel-wise dropout behavior, please switch to using dropout1d "
+            "instead.", UserWarning, stacklevel=3)
+
+
+def dropout2d_forward(
+    x: np.ndarray,
+    p: float = 0.5,
+    training: bool = True,
+    *,
+    rng: Optional[np.random.Generator] = None,
+    mask: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, DropoutCache]:
+    """``y[n, c] = x[n, c] * mask[n, c] / (1 - p)`` in training (whole channels dropped), ``y = x`` otherwise.
+
+    torch's ``F.dropout2d``: the keep-mask has shape ``(N, C, 1, 1)`` (``feature_noise_shape``), drawn as torch
+    draws ``input.new_empty((N, C, 1, 1)).bernoulli_(1 - p)``. Any input of at least 2 dims is taken as
+    ``(N, C, *)``; torch warns (UserWarning) for an input that is not 4-d, and treats a 3-d input as ``(N, C, L)``,
+    not as an unbatched ``(C, H, W)`` — as here.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W) (or (N, C, *))
+    p : float in [0, 1]
+        Drop probability of a channel.
+    training : bool
+    rng : numpy.random.Generator or handnn.random.TorchGenerator, optional
+        Draws the mask when ``mask`` is not given (a ``TorchGenerator(seed)`` gives torch's mask after
+        ``torch.manual_seed(seed)``).
+    mask : ndarray of bool, shape (N, C, 1, 1), optional
+        An explicit keep-mask (e.g. torch's: ``F.dropout2d(ones((N, C, 1, 1)), p) != 0`` from the same seed).
+
+    Returns
+    -------
+    out : ndarray, shape and dtype of ``x``. With p = 0, in eval or for an empty input it is ``x`` itself (no draw),
+        as in torch; with p = 1 it is ``x * 0``.
+    cache : DropoutCache (``noise`` of shape (N, C, 1, 1))
+    """
+    check_dropout_p(p)
+    check_ndarray(x, "dropout2d")
+    _warn_dropout2d_rank(x.ndim)
+    if math.isnan(p):  # it passed torch's Python check; torch's ATen check raises RuntimeError, in eval too
+        raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0 or x.size == 0:  # the input itself, whatever its dtype, as torch returns it
+        return x, DropoutCache(None)
+    if p == 1 and x.dtype.kind in "biufc":  # x * 0 in the input's dtype, for any rank and dtype, as torch computes
+        with np.errstate(invalid="ignore"):  # inf * 0 = NaN is torch's result, not a mistake
+            return x * x.dtype.type(0), DropoutCache(np.zeros(feature_noise_shape(x.shape), x.dtype))
+    if x.ndim < 2:
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+    # drawing a mask: torch has no Bernoulli kernel for complex (or wide unsigned) dtypes, cannot scale an integer
+    no_kernel = ("complex", "int") if x.dtype in _NO_BERNOULLI else ("complex",)
+    refuses = {"int": RuntimeError, "bool": RuntimeError, **dict.fromkeys(no_kernel, NotImplementedError)}
+    check_array(x, "dropout2d", refuses=refuses)
+    shape = feature_noise_shape(x.shape)
+    if mask is None:
+        mask = draw_dropout_mask(shape, p, rng, x.dtype)
+    elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        raise TypeError(f"dropout2d mask must be a boolean ndarray, but got {getattr(mask, 'dtype', type(mask))}")
+    elif mask.shape != shape:
+        raise ValueError(f"dropout2d mask of shape {mask.shape} does not match the input's (N, C, 1, ...) noise "
+                         f"shape {shape}")
+    scale = x.dtype.type(1) / x.dtype.type(1.0 - p)
+    noise = mask.astype(x.dtype)
+    noise *= scale
+    with np.errstate(invalid="ignore"):  # a dropped inf gives NaN (inf * 0), as in torch
+        out = np.multiply(x, noise)
+    return out, DropoutCache(noise)
+
+
+def dropout2d_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
+    """``dx = dout * noise``, ``noise = mask / (1 - p)`` broadcast over each channel (``dout`` itself when the input
+    passed through)."""
     if cache.noise is None:
         return dout
     with np.errstate(invalid="ignore"):  # a dropped inf in dout gives NaN (inf * 0), as in torch

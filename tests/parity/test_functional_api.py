@@ -43,7 +43,9 @@ def test_functional_defaults_are_torchs(name):
 
 #: the arguments after the input each forward needs (the functional pairs are called directly here)
 ARGS = {"linear_forward": (np.ones((2, 3)),), "batch_norm_forward": (None, None, None, None, True),
-        "layer_norm_forward": ((3,),), "group_norm_forward": (1,)}
+        "layer_norm_forward": ((3,),), "group_norm_forward": (1,), "conv1d_forward": (np.ones((1, 2, 1)),),
+        "conv2d_forward": (np.ones((1, 2, 1, 1)),), "max_pool2d_forward": (1,), "avg_pool2d_forward": (1,),
+        "adaptive_avg_pool2d_forward": (1,)}
 LOSSES = {name for name in FORWARDS if "loss" in name or "entropy" in name}
 
 

@@ -135,6 +135,23 @@ TORCH_LAYERS: List[Tuple[str, TorchFactory, Tuple[int, ...]]] = [
     ("GroupNorm", lambda: T.GroupNorm(3, 6), (7, 6, 4)),
     ("GroupNorm-noaffine", lambda: T.GroupNorm(2, 6, eps=1e-4, affine=False), (7, 6, 4)),
     ("Dropout", lambda: T.Dropout(0.3), (9, 6)),
+    ("Dropout2d", lambda: T.Dropout2d(0.3), (7, 5, 4, 3)),
+    ("Conv1d", lambda: T.Conv1d(4, 6, 3, stride=2, padding=1), (5, 4, 9)),
+    ("Conv1d-same-dilated-nobias", lambda: T.Conv1d(4, 6, 2, padding="same", dilation=2, bias=False), (5, 4, 9)),
+    ("Conv2d", lambda: T.Conv2d(4, 6, 3, padding=1), (5, 4, 7, 6)),
+    ("Conv2d-grouped-strided", lambda: T.Conv2d(4, 6, (3, 2), stride=(2, 1), dilation=(1, 2), groups=2),
+     (5, 4, 7, 6)),
+    ("Conv2d-reflect-unbatched", lambda: T.Conv2d(4, 4, 3, padding=(1, 2), groups=4, padding_mode="reflect"),
+     (4, 7, 6)),
+    ("MaxPool2d", lambda: T.MaxPool2d(2), (5, 4, 7, 6)),
+    ("MaxPool2d-padded-ceil", lambda: T.MaxPool2d(3, stride=2, padding=1, dilation=(1, 2), ceil_mode=True),
+     (5, 4, 7, 6)),
+    ("AvgPool2d", lambda: T.AvgPool2d((2, 3)), (5, 4, 7, 6)),
+    ("AvgPool2d-padded", lambda: T.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+     (4, 7, 6)),
+    ("AvgPool2d-divisor", lambda: T.AvgPool2d(2, stride=1, divisor_override=3), (5, 4, 7, 6)),
+    ("AdaptiveAvgPool2d", lambda: T.AdaptiveAvgPool2d((3, None)), (5, 4, 7, 6)),
+    ("AdaptiveAvgPool2d-global", lambda: T.AdaptiveAvgPool2d(1), (5, 4, 7, 6)),
     ("Identity", lambda: T.Identity(), (9, 6)),
     ("Flatten", lambda: T.Flatten(), (7, 5, 4, 3)),
     ("Flatten-1-2", lambda: T.Flatten(1, 2), (7, 5, 4, 3)),
@@ -151,7 +168,9 @@ TORCH_LAYERS: List[Tuple[str, TorchFactory, Tuple[int, ...]]] = [
 ]
 OPTIONS = ("in_features", "out_features", "num_features", "eps", "momentum", "affine", "track_running_stats",
            "normalized_shape", "elementwise_affine", "num_groups", "num_channels", "p", "start_dim", "end_dim",
-           "negative_slope", "approximate", "dim")
+           "negative_slope", "approximate", "dim", "in_channels", "out_channels", "kernel_size", "stride", "padding",
+           "dilation", "groups", "padding_mode", "return_indices", "ceil_mode", "count_include_pad",
+           "divisor_override", "output_size")
 
 
 def test_every_supported_layer_is_listed():
@@ -201,6 +220,11 @@ def test_from_torch(name, factory, shape, dtype, seed, rng):
             torch.manual_seed(seed)
             module.use_mask(TF.dropout(torch.ones(shape, dtype=TORCH_DTYPES[np.dtype(dtype)]), twin.p).numpy() != 0)
             torch.manual_seed(seed)
+        if isinstance(twin, T.Dropout2d) and mode:  # likewise, one value per (sample, channel)
+            torch.manual_seed(seed)
+            noise = torch.ones(shape[:2] + (1, 1), dtype=TORCH_DTYPES[np.dtype(dtype)])
+            module.use_mask(TF.dropout2d(noise, twin.p).numpy() != 0)
+            torch.manual_seed(seed)
         assert_step_parity(module, twin, x, dout, prefix=f"training={mode}: ")
 
 
@@ -241,10 +265,10 @@ class TorchLinearSubclass(T.Linear):
 
 
 @pytest.mark.parametrize("build, culprit", [
-    (lambda: T.Conv1d(2, 3, 1), "Conv1d"),
+    (lambda: T.Conv3d(2, 3, 1), "Conv3d"),
     (lambda: TorchLinearSubclass(6, 4), "TorchLinearSubclass"),
     (lambda: T.MSELoss(), "MSELoss"),
-    (lambda: T.Sequential(T.ReLU(), T.Sequential(T.Conv2d(2, 3, 1))), "Conv2d"),
+    (lambda: T.Sequential(T.ReLU(), T.Sequential(T.ConvTranspose2d(2, 3, 1))), "ConvTranspose2d"),
 ], ids=["conv", "subclass", "loss", "nested"])
 def test_from_torch_unsupported(build, culprit):
     with pytest.raises(TypeError, match=f"handnn has no counterpart of torch module {culprit}$"):
