@@ -39,7 +39,7 @@ NOT_SWEPT = {"Module": "the abstract base class", "Sequential": "a container: ea
 C = 3
 ARGUMENTS: Dict[str, Any] = {
     "in_features": C, "out_features": 4, "num_features": C, "normalized_shape": C, "num_groups": 1,
-    "num_channels": C,
+    "num_channels": C, "in_channels": C, "out_channels": 4, "kernel_size": 2, "output_size": 2,
 }
 
 #: the shapes a module is tried on, in order: its natural shape is the first torch takes (N, C, * all different)
@@ -58,6 +58,18 @@ VARIANTS: Dict[str, List[Callable[[np.dtype], Dict[str, Any]]]] = {
     "LayerNorm": [lambda d: {"elementwise_affine": False}, lambda d: {"bias": False}],
     "Linear": [lambda d: {"bias": False}],
     "Dropout": [lambda d: {"p": 0.0}, lambda d: {"p": 1.0}],
+    "Dropout2d": [lambda d: {"p": 0.0}, lambda d: {"p": 1.0}],
+    "Conv1d": [lambda d: {"stride": 2, "padding": 1, "bias": False}, lambda d: {"padding": "same", "dilation": 2},
+               lambda d: {"out_channels": C, "groups": C}, lambda d: {"padding": 1, "padding_mode": "circular"}],
+    "Conv2d": [lambda d: {"stride": (2, 1), "padding": (1, 0)}, lambda d: {"padding": "same", "dilation": 2},
+               lambda d: {"out_channels": C, "groups": C, "bias": False},
+               lambda d: {"kernel_size": (1, 3), "padding": 1, "padding_mode": "reflect"},
+               lambda d: {"padding": 1, "padding_mode": "replicate"}],
+    "MaxPool2d": [lambda d: {"stride": 1, "padding": 1}, lambda d: {"ceil_mode": True, "stride": 2},
+                  lambda d: {"kernel_size": 3, "dilation": 2, "stride": 1, "padding": 1}],
+    "AvgPool2d": [lambda d: {"stride": 1, "padding": 1, "count_include_pad": False},
+                  lambda d: {"ceil_mode": True, "padding": 1}, lambda d: {"divisor_override": 3}],
+    "AdaptiveAvgPool2d": [lambda d: {"output_size": 1}, lambda d: {"output_size": (None, 3)}],
     "Flatten": [lambda d: {"start_dim": 0}],
     "SmoothL1Loss": [lambda d: {"beta": 0.0}, lambda d: {"beta": 0.5}, lambda d: {"beta": float("nan")},
                      lambda d: {"beta": -1.0}],
@@ -601,6 +613,59 @@ def _strided(x: np.ndarray) -> "torch.Tensor":
     return torch.from_numpy(np.repeat(x[..., None], 2, axis=-1))[..., 0]
 
 
+CONVOLUTIONS = ("Conv1d", "Conv2d")
+
+
+def _conv_float64_reference(case: "Case", inputs: Inputs, seed: int, theirs: Outcome) -> Outcome:
+    """torch's outcome computed in float64 (its im2col path, which multiplies the zero padding as handnn does)."""
+    x = inputs.x.astype(np.float64) if isinstance(inputs.x, np.ndarray) else inputs.x
+    return run_torch(to_torch(build(case)).double(), Inputs(x, inputs.target, inputs.upstream), seed)
+
+
+#: the scale that keeps a sum of absolute terms of a float64 weight gradient finite, to tell where it overflows
+_SHRINK = 2.0 ** -500
+
+
+def _order_dependent(case: "Case", inputs: Inputs, seed: int) -> Dict[str, np.ndarray]:
+    """Per value of ``case``, the entries that sum terms whose absolute values add up past the dtype's largest
+    value: there, which partial sums overflow (and so the result: +-inf, NaN or a finite number) depends on the
+    order of the additions. A convolution's weight gradient (torch in float64 on ``|x| * 2**-500`` and ``|dout|``)
+    and a global average pooling's output (the sum of ``|x| * 2**-500`` over each plane)."""
+    limit = np.finfo(case.dtype).max * _SHRINK
+    shrunk = np.abs(inputs.x.astype(np.float64)) * _SHRINK
+    if case.name not in CONVOLUTIONS:  # AdaptiveAvgPool2d
+        return {"out": shrunk.sum(axis=(-2, -1), keepdims=True) > limit}
+    twin = to_torch(build(case)).double()
+    x = torch.from_numpy(shrunk).requires_grad_(True)
+    out = twin(x)
+    g = upstream_for(out.detach().numpy().astype(case.dtype), inputs.upstream, np.random.default_rng(seed))
+    out.backward(torch.from_numpy(np.abs(g.astype(np.float64))))
+    return {"grad weight": twin.weight.grad.numpy() > limit}
+
+
+def _overflowing_sums_reference(case: "Case", inputs: Inputs, seed: int, theirs: Outcome) -> Outcome:
+    """torch's outcome, with handnn's values at the order-dependent entries (not compared)."""
+    ours = both(case, inputs, seed)[0]
+    if ours.error is not None or theirs.error is not None:
+        return theirs
+    values = dict(theirs.values)
+    for key, mask in _order_dependent(case, inputs, seed).items():
+        if key in values and mask.shape == values[key].shape:
+            values[key] = np.where(mask, ours.values[key], values[key])
+    return Outcome(values=values)
+
+
+#: where sums of overflowing terms are computed in an order other than torch's: a convolution's weight gradient, and
+#: global average pooling (torch's vectorised ``mean``)
+OVERFLOWING_SUMS = {"Conv1d": "all", "Conv2d": "all", "AdaptiveAvgPool2d": "global"}
+
+
+def _overflowing_sums(case: "Case", inputs: Inputs, theirs: Outcome) -> bool:
+    kind = OVERFLOWING_SUMS.get(case.name)
+    return (kind is not None and case.edge == "overflow" and theirs.error is None
+            and (kind == "all" or case.kwargs().get("output_size", ARGUMENTS["output_size"]) in (1, (1, 1))))
+
+
 DEVIATIONS: List[Deviation] = [
     Deviation(
         "float32 and float64 only",
@@ -664,6 +729,26 @@ DEVIATIONS: List[Deviation] = [
         "what the sweep checks",
         reference=lambda case, inputs, seed, theirs: theirs, compare_as="float32",
         example="BCEWithLogitsLoss[0]-target-other-float-float64-mean-float"),
+    Deviation(
+        "float32 convolution gradients at the padding",
+        lambda case, inputs, theirs: (case.name in CONVOLUTIONS and case.dtype == "float32" and theirs.error is None
+                                      and inputs.upstream == "nonfinite"), None, "",
+        "handnn's weight gradient multiplies every upstream gradient with the window it came from, zero padding "
+        "included, as torch's float64 (im2col) kernel does: a NaN or inf upstream gradient at the border times a "
+        "padded zero is NaN. torch's float32 (oneDNN) kernel skips the padding and gives a finite value there. "
+        "handnn's float32 result is checked against torch's float64 one, at float32 precision",
+        reference=_conv_float64_reference, compare_as="float32",
+        example="Conv1d[2]-upstream-nonfinite-float32-train"),
+    Deviation(
+        "sums that overflow",
+        _overflowing_sums, None, "",
+        "where the terms of a sum add up past the largest float, which partial sums overflow, and so whether the "
+        "result is +inf, -inf, NaN or finite, depends on the order of the additions: a convolution's weight "
+        "gradient (torch's kernels add in different orders for float32 and float64, grouped or not; handnn in its "
+        "matrix product's) and global average pooling (torch's vectorised mean). Those entries are not compared; "
+        "every other value and gradient is",
+        reference=_overflowing_sums_reference,
+        example="Conv2d[3]-overflow-float64-train"),
 ]
 
 #: warnings handnn leaves as NumPy gives them (the one other documented difference): the floating-point flags a BLAS
