@@ -90,8 +90,9 @@ class Step:
     masks: List[np.ndarray] = field(default_factory=list)
 
 
-def dropouts(module: nn.Module) -> List[nn.Dropout]:
-    return [m for m in module.modules() if isinstance(m, nn.Dropout)]
+def dropouts(module: nn.Module) -> List[nn.Module]:
+    """The module's Dropout and Dropout2d layers, in order: each one's mask is recorded and replayed."""
+    return [m for m in module.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d))]
 
 
 def layer_step(module: nn.Module, step: Step) -> Run:
