@@ -3,7 +3,8 @@
 - ``regularization``: seed 004 — none / L2 / weight decay / dropout on noisy moons;
 - ``initialization``: seed 003 — zeros / large random / He initialisation;
 - ``optimizers``: seed 003 — mini-batch GD / momentum / Adam;
-- ``batchnorm``: seeds 000/002 — staged vs fused BatchNorm backward, and training across weight scales.
+- ``batchnorm``: seeds 000/002 — staged vs fused BatchNorm backward, and training across weight scales;
+- ``cnn``: a small CNN (convolution, BatchNorm2d, pooling) on scikit-learn's 8×8 digits, SGD and Adam.
 
 Each prints a table like the seed's. Options: ``--seed`` (every random draw comes from generators built from
 it, so a run is reproducible), ``--iterations``, ``--plot DIR`` (PNG files; needs matplotlib:
@@ -22,17 +23,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, List, Optional, Sequence, TextIO
 
-from . import batchnorm, initialization, optimizers, regularization
+from . import batchnorm, cnn, initialization, optimizers, regularization
 from ._common import Backend, HandnnBackend, Progress, Result, Run, side_by_side
 from ._plot import PlotUnavailable, figure_class, written
 
-EXPERIMENTS: Dict[str, ModuleType] = {m.NAME: m for m in (regularization, initialization, optimizers, batchnorm)}
+EXPERIMENTS: Dict[str, ModuleType] = {m.NAME: m for m in (regularization, initialization, optimizers, batchnorm,
+                                                          cnn)}
 BACKENDS = ("handnn", "torch")
 TORCH_HINT = ("--backend torch needs torch and the reference package of a handnn source checkout "
               "(pip install 'handnn[reference]')")
 
 __all__ = ["EXPERIMENTS", "Backend", "HandnnBackend", "Result", "Run", "BackendUnavailable", "load_backend", "main",
-           "batchnorm", "initialization", "optimizers", "regularization"]
+           "batchnorm", "cnn", "initialization", "optimizers", "regularization"]
 
 
 class BackendUnavailable(RuntimeError):

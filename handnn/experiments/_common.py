@@ -23,7 +23,7 @@ from ..optim import Optimizer
 from ..regularization import decay_parameters, penalty, penalty_backward
 
 #: independent random streams of one experiment, each a ``np.random.Generator`` built from ``(seed, stream id)``
-STREAMS = {"data": 0, "init": 1, "dropout": 2, "batches": 3, "test-data": 4, "timing": 5}
+STREAMS = {"data": 0, "init": 1, "dropout": 2, "batches": 3, "test-data": 4, "timing": 5, "split": 6}
 
 
 def generator(seed: int, stream: str) -> np.random.Generator:

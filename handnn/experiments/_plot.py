@@ -129,5 +129,22 @@ def accuracy_vs_scale(scales: Sequence[float], series: dict, losses: dict, path:
     return save(fig, path)
 
 
+def accuracy_curves(curves: dict, path: Path, *, title: str) -> Path:
+    """Held-out accuracy against the training step, one line per run; ``curves`` maps a run's name to
+    ``(steps, accuracies)``."""
+    Figure = figure_class()
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for label, (steps, accuracies) in curves.items():
+        ax.plot(steps, accuracies, "o-", label=label, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return save(fig, path)
+
+
 def written(paths: List[Path]) -> str:
     return "\n".join(f"wrote {p}" for p in paths)
