@@ -361,7 +361,8 @@ def _centred_backward(dout: np.ndarray, cache: CentredCache, s_dout: np.ndarray,
     n, c = dout.shape[:2]
     length = dout.size // (n * c)
     if cache.group_size * length == 1:
-        return np.multiply(dout, cache.inv_std.astype(dout.dtype)) * dout.dtype.type(0)
+        inv_std = cache.inv_std.reshape((n, c) + (1,) * (dout.ndim - 2))  # over trailing dims of size 1
+        return np.multiply(dout, inv_std.astype(dout.dtype)) * dout.dtype.type(0)
     w = None if cache.weight is None else cache.weight.reshape(c).astype(np.float64)
     inv_std, shift = cache.inv_std, cache.shift
     if cache.group_size:  # per (sample, group): sum the channels of each group, give each channel its group's

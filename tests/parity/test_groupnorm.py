@@ -85,24 +85,26 @@ def _pair_batch(rng: np.random.Generator, shape, num_groups: int, eps: float) ->
     return np.concatenate([m + d, m - d], axis=2).reshape(shape)
 
 
-def test_one_value_per_group(dtype, rng):
-    """G = C on (N, C): each group is one value, so x_hat = 0, out = bias, dx = 0 and dweight = 0 exactly.
+@pytest.mark.parametrize("shape", [(7, 6), (7, 6, 1), (2, 6, 1, 1)], ids=str)
+def test_one_value_per_group(shape, dtype, rng):
+    """G = C on (N, C) or with trailing dims of size 1: each group is one value, so x_hat = 0, out = bias, dx = 0
+    and dweight = 0 exactly.
 
     torch agrees in float64; its float32 kernel returns out - bias of up to ~5e-5 (noise in x - mean), so in
     float32 the exact values are checked and torch is not consulted.
     """
-    shape = (7, 6)
     module = _build(6, 6, {}, dtype, rng)
     x = _batch(rng, shape, dtype)
     dout = rng.normal(size=shape).astype(dtype)
     if dtype == np.float64:
         assert_step_parity(module, to_torch(module), x, dout, nonzero=False)
     module.zero_grad()
-    assert_close(module(x), np.broadcast_to(module.bias.data, shape), "out = bias")
+    bias = module.bias.data.reshape((6,) + (1,) * (len(shape) - 2))
+    assert_close(module(x), np.broadcast_to(bias, shape), "out = bias")
     dx = module.backward(dout)
-    assert np.all(dx == 0), "dx = 0 exactly (x_hat is 0 whatever the input)"
+    assert dx.shape == shape and np.all(dx == 0), "dx = 0 exactly (x_hat is 0 whatever the input)"
     assert_close(module.weight.grad, np.zeros(6, dtype), "dweight = 0")
-    assert_close(module.bias.grad, dout.sum(axis=0), "dbias = sum(dout)")
+    assert_close(module.bias.grad, dout.reshape(shape[0], 6, -1).sum(axis=(0, 2)), "dbias = sum(dout)")
 
 
 def test_affine_false_accepts_other_channel_counts_like_torch(dtype, rng):
