@@ -3,7 +3,9 @@
 Times every case of :mod:`benchmarks.cases` for handnn and torch in the same process, single-threaded, with the
 repetitions interleaved (handnn, torch, handnn, torch, ...) so drifts in machine speed hit both, and prints the
 medians, the ratio handnn / torch (the median of the per-repetition ratios; below 1: handnn is faster) and, for
-layers, the bytes handnn keeps for backward relative to the input. Both sides run with the same pinned allocator
+layers, the bytes handnn keeps for backward (absolute, and relative to the input). Cases with a peer (plain course
+code doing the same work, :mod:`benchmarks.peers`) time it in the same interleaved run and print how many times
+slower it is than handnn. Both sides run with the same pinned allocator
 thresholds (:func:`_pin_allocator`); the page faults per call are counted. ``--quick`` is the CI smoke run: tiny
 sizes, two repetitions, no claims.
 """
@@ -93,24 +95,36 @@ def _sample(work: Callable[[], object], number: int, faults: List[float]) -> flo
     return elapsed / number
 
 
-def time_pair(ours: Callable[[], object], theirs: Callable[[], object], repeat: int,
-              target: float = 0.05) -> Dict[str, float]:
-    """Median seconds per call of both callables, repetitions interleaved, after one warm-up call each, and
-    ``ratio``: the median of the per-repetition ratios handnn / torch. Each repetition times both sides back to back,
+def time_sides(sides: Dict[str, Callable[[], object]], repeat: int, target: float = 0.05) -> Dict[str, float]:
+    """Median seconds per call of each callable (``handnn``, ``torch`` and optionally ``peer``), repetitions
+    interleaved, after one warm-up call each; ``ratio``: the median of the per-repetition ratios handnn / torch, and
+    ``peer_ratio``: peer / handnn (how many times faster handnn is). Each repetition times the sides back to back,
     so a slowdown of the shared machine that lasts longer than one repetition cancels in its ratio; the ratio of the
-    two medians would mix samples taken under different conditions."""
-    ours(), theirs()
-    number = min(_calibrate(ours, target), _calibrate(theirs, target))
-    samples: Dict[str, List[float]] = {"handnn": [], "torch": []}
-    faults: Dict[str, List[float]] = {"handnn": [], "torch": []}
+    medians would mix samples taken under different conditions. A side is called as many times per sample as the
+    fastest of handnn and torch allows in ``target`` seconds; a slow peer is called once per sample."""
+    for work in sides.values():
+        work()
+    number = min(_calibrate(sides["handnn"], target), _calibrate(sides["torch"], target))
+    numbers = {side: (number if side != "peer" else min(number, _calibrate(work, target)))
+               for side, work in sides.items()}
+    samples: Dict[str, List[float]] = {side: [] for side in sides}
+    faults: Dict[str, List[float]] = {side: [] for side in sides}
     for _ in range(repeat):
-        samples["handnn"].append(_sample(ours, number, faults["handnn"]))
-        samples["torch"].append(_sample(theirs, number, faults["torch"]))
+        for side, work in sides.items():
+            samples[side].append(_sample(work, numbers[side], faults[side]))
     result = {side: statistics.median(values) for side, values in samples.items()}
     result["ratio"] = statistics.median(h / t for h, t in zip(samples["handnn"], samples["torch"]))
+    if "peer" in sides:
+        result["peer_ratio"] = statistics.median(p / h for p, h in zip(samples["peer"], samples["handnn"]))
     for side, values in faults.items():
         result[f"{side}_faults"] = statistics.median(values)
     return result
+
+
+def time_pair(ours: Callable[[], object], theirs: Callable[[], object], repeat: int,
+              target: float = 0.05) -> Dict[str, float]:
+    """:func:`time_sides` of handnn and torch."""
+    return time_sides({"handnn": ours, "torch": theirs}, repeat, target)
 
 
 def run(sizes: Sequence[str], dtypes: Sequence[str], pattern: str, repeat: int, target: float,
@@ -120,19 +134,25 @@ def run(sizes: Sequence[str], dtypes: Sequence[str], pattern: str, repeat: int, 
         if not fnmatch.fnmatch(case.name.lower(), pattern.lower()):
             continue
         for size in sizes:
-            if case.kind == "model" and size not in ("tiny", "small"):
-                continue  # the moons MLP has one size: seed 004's
+            if case.sizes is not None and size not in case.sizes:
+                continue  # a case of fixed sizes (the moons MLP is seed 004's; CIFAR's images are 32 x 32)
             for dtype in dtypes:
                 if progress:
                     print(f"  {case.name} {size} {dtype}", file=sys.stderr)
                 built = case.build(size, np.dtype(dtype), np.random.default_rng(0))
-                medians = time_pair(built.handnn, built.torch, repeat, target)
+                sides = {"handnn": built.handnn, "torch": built.torch}
+                if built.peer is not None:
+                    sides["peer"] = built.peer
+                medians = time_sides(sides, repeat, target)
                 row = {"case": case.name, "kind": case.kind, "size": size, "dtype": dtype,
                        "handnn_s": medians["handnn"], "torch_s": medians["torch"],
                        "ratio": medians["ratio"], "handnn_page_faults": medians["handnn_faults"],
                        "torch_page_faults": medians["torch_faults"]}
                 if built.cache_bytes is not None:
                     row["cache_per_input"] = built.cache_bytes / built.input_bytes
+                    row["cache_bytes"] = built.cache_bytes
+                if built.peer is not None:
+                    row.update(peer=built.peer_name, peer_s=medians["peer"], peer_ratio=medians["peer_ratio"])
                 rows.append(row)
     return rows
 
@@ -144,13 +164,27 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
+def _fmt_bytes(n: float) -> str:
+    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
 def markdown(rows: List[Dict[str, object]]) -> str:
-    lines = ["| case | size | dtype | handnn | torch | handnn / torch | backward cache / input |",
+    lines = ["| case | size | dtype | handnn | torch | handnn / torch | backward cache / input (bytes) |",
              "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        cache = f"{r['cache_per_input']:.2f}" if "cache_per_input" in r else ""
+        cache = f"{r['cache_per_input']:.2f} ({_fmt_bytes(r['cache_bytes'])})" if "cache_per_input" in r else ""
         lines.append(f"| {r['case']} | {r['size']} | {r['dtype']} | {_fmt_time(r['handnn_s'])} | "
                      f"{_fmt_time(r['torch_s'])} | {r['ratio']:.2f} | {cache} |")
+    peered = [r for r in rows if "peer" in r]
+    if peered:
+        lines += ["", "| case | size | dtype | plain course code | its time | handnn | course code / handnn |",
+                  "|---|---|---|---|---:|---:|---:|"]
+        for r in peered:
+            lines.append(f"| {r['case']} | {r['size']} | {r['dtype']} | {r['peer']} | {_fmt_time(r['peer_s'])} | "
+                         f"{_fmt_time(r['handnn_s'])} | {r['peer_ratio']:.1f} |")
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """What is timed: layers (forward + backward), losses, optimizer steps and the seeds' moons MLP, for both libraries.
 
 Each case builds, for one size and dtype, two zero-argument callables doing the same work — one with handnn, one
-with torch on the same inputs — and, for layers, the bytes handnn keeps for backward.
+with torch on the same inputs — and, for layers, the bytes handnn keeps for backward. Some cases add a third, a
+*peer*: plain course code (:mod:`benchmarks.peers`) doing the same work, timed in the same run.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from handnn import nn, optim
 from reference import to_tensor, to_torch
 from reference.optim import to_torch_optimizer
 
+from . import peers
+
 Work = Callable[[], object]
 
 #: (rows, features) for 1-d layers and losses; (N, C, H, W) for the 2-d ones
@@ -24,12 +27,15 @@ SIZES_2D = {"tiny": (2, 4, 3, 3), "small": (8, 16, 8, 8), "medium": (32, 64, 28,
 
 @dataclass
 class Built:
-    """The two callables of one case, and what the handnn layer keeps for backward (bytes; None: not a layer)."""
+    """The two callables of one case, and what the handnn layer keeps for backward (bytes; None: not a layer);
+    optionally a third doing the same work with plain course code, and its name."""
 
     handnn: Work
     torch: Work
     cache_bytes: Optional[int] = None
     input_bytes: Optional[int] = None
+    peer: Optional[Work] = None
+    peer_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Case:
     name: str
     kind: str  # "layer" | "loss" | "optimizer" | "model"
     build: Callable[[str, np.dtype, np.random.Generator], Built]
+    sizes: Optional[Tuple[str, ...]] = None  # the sizes it runs at (None: all)
 
 
 # ---- layers ----------------------------------------------------------------------------------------------------
@@ -59,11 +66,13 @@ def cache_bytes(module: nn.Module) -> int:
     return sum(_array_bytes(getattr(m, "_cache", None), seen) for m in module.modules())
 
 
-def _layer(factory: Callable[[int, np.dtype, np.random.Generator], nn.Module], two_d: bool = False):
-    """A case timing ``module(x)`` then ``module.backward(dout)``, and the twin's forward + autograd backward."""
+def _layer(factory: Callable[[int, np.dtype, np.random.Generator], nn.Module], two_d: bool = False,
+           shapes: Optional[Dict[str, Tuple[int, ...]]] = None):
+    """A case timing ``module(x)`` then ``module.backward(dout)``, and the twin's forward + autograd backward; the
+    input shape per size from ``shapes``, else the 1-d or 2-d table."""
 
     def build(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
-        shape = (SIZES_2D if two_d else SIZES_1D)[size]
+        shape = (shapes or (SIZES_2D if two_d else SIZES_1D))[size]
         module = factory(shape[1], dtype, rng)
         for m in module.modules():  # move norm parameters off 1/0 so no shortcut could apply
             if getattr(m, "weight", None) is not None and not isinstance(m, nn.Linear):
@@ -107,6 +116,42 @@ LAYERS: List[Case] = [
     Case("GroupNorm", "layer", _layer(lambda c, d, r: nn.GroupNorm(max(1, c // 8), c, dtype=d), two_d=True)),
     Case("Dropout", "layer", _layer(lambda c, d, r: nn.Dropout(0.3, rng=r))),
 ]
+
+#: CIFAR-10 scale: a batch of 64 images of 32 x 32 (and tiny stand-ins for the smoke run)
+CIFAR_32 = {"tiny": (2, 32, 8, 8), "medium": (64, 32, 32, 32)}
+CIFAR_3 = {"tiny": (2, 3, 8, 8), "medium": (64, 3, 32, 32)}
+NAIVE = {"tiny": (2, 3, 6, 6), "small": (4, 3, 16, 16)}
+
+
+def _conv_vs_naive(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
+    """Conv2d(3, 8, 3, padding=1) forward + backward, beside CS231n's four-loop ``conv_*_naive`` on the same
+    input, weights and upstream gradient."""
+    built = _layer(lambda c, d, r: nn.Conv2d(c, 8, 3, padding=1, dtype=d, rng=r), shapes=NAIVE)(size, dtype, rng)
+    shape = NAIVE[size]
+    weight, bias = (rng.normal(size=s).astype(dtype) for s in ((8, shape[1], 3, 3), (8,)))
+    x = rng.normal(size=shape).astype(dtype)
+    dout = rng.normal(size=(shape[0], 8) + shape[2:]).astype(dtype)
+
+    def naive() -> object:
+        _, cache = peers.conv_forward_naive(x, weight, bias, {"stride": 1, "pad": 1})
+        return peers.conv_backward_naive(dout, cache)[0]
+
+    built.peer, built.peer_name = naive, "CS231n conv_*_naive (4 loops)"
+    return built
+
+
+CNN_LAYERS: List[Case] = [
+    Case("Conv2d 32→64 3×3 pad 1 (CIFAR)", "layer",
+         _layer(lambda c, d, r: nn.Conv2d(c, 64, 3, padding=1, dtype=d, rng=r), shapes=CIFAR_32),
+         sizes=tuple(CIFAR_32)),
+    Case("Conv2d 3→32 3×3 pad 1 (CIFAR)", "layer",
+         _layer(lambda c, d, r: nn.Conv2d(c, 32, 3, padding=1, dtype=d, rng=r), shapes=CIFAR_3),
+         sizes=tuple(CIFAR_3)),
+    Case("Conv2d 3→8 3×3 pad 1 vs naive loops", "layer", _conv_vs_naive, sizes=tuple(NAIVE)),
+    Case("MaxPool2d 2×2", "layer", _layer(lambda c, d, r: nn.MaxPool2d(2), two_d=True)),
+    Case("AvgPool2d 2×2", "layer", _layer(lambda c, d, r: nn.AvgPool2d(2), two_d=True)),
+]
+LAYERS += CNN_LAYERS
 
 
 # ---- losses ----------------------------------------------------------------------------------------------------
@@ -202,6 +247,6 @@ def _moons(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
     return Built(ours, theirs)
 
 
-MODELS: List[Case] = [Case("moons MLP [2, 20, 3, 1] x100 steps", "model", _moons)]
+MODELS: List[Case] = [Case("moons MLP [2, 20, 3, 1] x100 steps", "model", _moons, sizes=("tiny", "small"))]
 
 ALL: List[Case] = LAYERS + LOSSES + OPTIMIZERS + MODELS

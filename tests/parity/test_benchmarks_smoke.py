@@ -56,3 +56,30 @@ def test_cache_bytes_counts_views_once():
     layer(x)
     kept = cases.cache_bytes(layer)
     assert 0 < kept <= x.nbytes + 10 * 5 * 8
+
+
+def test_the_naive_peer_computes_what_handnn_computes():
+    """The course-code peer times the same work: CS231n's four-loop convolution gives handnn's dx, dw and db for the
+    same input, weights and upstream gradient (and so torch's, by the parity tests)."""
+    from benchmarks import peers
+    from handnn import functional as F
+
+    rng = np.random.default_rng(2)
+    x, w, b = rng.normal(size=(2, 3, 6, 5)), rng.normal(size=(4, 3, 3, 3)), rng.normal(size=4)
+    out, cache = peers.conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})
+    ours, our_cache = F.conv2d_forward(x, w, b, stride=2, padding=1)
+    assert_close(out, ours, "out")
+    dout = rng.normal(size=out.shape)
+    for name, theirs, mine in zip(("dx", "dw", "db"), peers.conv_backward_naive(dout, cache),
+                                  F.conv2d_backward(dout, our_cache)):
+        assert_close(theirs, mine, name)
+
+
+def test_a_peer_row_reports_how_much_slower_the_course_code_is(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--only", "*naive*", "--dtype", "float64", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["peer"].startswith("CS231n") and row["peer_s"] > 0 and row["cache_bytes"] > 0
+    assert row["peer_ratio"] > 1  # four Python loops per output pixel cannot beat one matrix product
+    printed = capsys.readouterr().out
+    assert "| plain course code |" in printed and "CS231n conv_*_naive (4 loops)" in printed
