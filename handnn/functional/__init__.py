@@ -8,6 +8,7 @@ from .activation import (
     log_softmax_forward, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward,
     softmax_forward, tanh_backward, tanh_forward,
 )
+from .attention import scaled_dot_product_attention_backward, scaled_dot_product_attention_forward
 from .conv import conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forward
 from .dropout import dropout2d_backward, dropout2d_forward, dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
@@ -25,5 +26,11 @@ from .pooling import (
     adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, avg_pool2d_backward, avg_pool2d_forward,
     max_pool2d_backward, max_pool2d_forward,
 )
+from .rnn import (
+    gru_cell_backward, gru_cell_forward, gru_layer_backward, gru_layer_forward, lstm_cell_backward, lstm_cell_forward,
+    lstm_layer_backward, lstm_layer_forward, rnn_cell_backward, rnn_cell_forward, rnn_layer_backward,
+    rnn_layer_forward,
+)
+from .sparse import embedding_backward, embedding_forward
 
 __all__ = [name for name in dir() if name.endswith(("_forward", "_backward"))]

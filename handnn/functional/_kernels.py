@@ -189,3 +189,31 @@ def channel_sums(a: np.ndarray) -> np.ndarray:
     if a.ndim == 2:
         return col_sums(a)
     return col_sums(row_sums(a.reshape(n * c, -1)).reshape(n, c))
+
+
+# ---- scatter-adding rows (Embedding's backward) ----------------------------------------------------------------------
+#: occurrence passes run vectorised before the remaining repeats go to ``np.add.at``
+_SCATTER_PASSES = 8
+
+
+def scatter_add_rows(out: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """``np.add.at(out, rows, values)`` bit for bit (each row receives its values in occurrence order), made of
+    vectorised passes — pass ``k`` adds every row's ``k``-th occurrence, whose rows are distinct — because
+    ``np.add.at``'s one-row-at-a-time loop dominates Embedding's backward."""
+    n = rows.size
+    if n == 0:
+        return
+    order = np.argsort(rows, kind="stable")  # by row, each row's positions in occurrence order
+    sorted_rows = rows[order]
+    position = np.arange(n)
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    np.not_equal(sorted_rows[1:], sorted_rows[:-1], out=starts[1:])
+    rank = position - np.maximum.accumulate(np.where(starts, position, 0))  # occurrence number of each value
+    top = int(rank.max())
+    for k in range(min(top + 1, _SCATTER_PASSES)):
+        chosen = order if top == 0 else order[rank == k]
+        out[rows[chosen]] += values[chosen]
+    if top >= _SCATTER_PASSES:
+        rest = order[rank >= _SCATTER_PASSES]
+        np.add.at(out, rows[rest], values[rest])
