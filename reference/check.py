@@ -18,14 +18,30 @@ The functions checked are written the way the course assignments (and the seeds)
     dx, dgamma, dbeta = spatial_groupnorm_backward(dout, cache)           # dgamma, dbeta (1, C, 1, 1)
     next_w, config = update(w, dw, config)                            # sgd, sgd_momentum, rmsprop, adam
 
+and CS231n assignment 3's ``rnn_layers.py`` (Wx (D, H) or (D, 4H), the LSTM's gates in the order i, f, o, g)::
+
+    next_h, cache = rnn_step_forward(x, prev_h, Wx, Wh, b)            # x (N, D), prev_h (N, H)
+    dx, dprev_h, dWx, dWh, db = rnn_step_backward(dnext_h, cache)
+    h, cache = rnn_forward(x, h0, Wx, Wh, b)                          # x (N, T, D), h (N, T, H)
+    dx, dh0, dWx, dWh, db = rnn_backward(dh, cache)
+    out, cache = word_embedding_forward(x, W);  dW = word_embedding_backward(dout, cache)   # x (N, T) ints
+    out, cache = temporal_affine_forward(x, w, b);  dx, dw, db = temporal_affine_backward(dout, cache)
+    loss, dx = temporal_softmax_loss(x, y, mask)                      # Σ over mask of −log p[y], / N
+    next_h, next_c, cache = lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
+    dx, dprev_h, dprev_c, dWx, dWh, db = lstm_step_backward(dnext_h, dnext_c, cache)
+    h, cache = lstm_forward(x, h0, Wx, Wh, b);  dx, dh0, dWx, dWh, db = lstm_backward(dh, cache)   # c0 = 0
+
 :func:`check_layer` builds the same computation in torch, runs both on seeded random inputs whose dimensions all
 differ (several training steps, then test mode), maps the conventions you declare onto torch's, and compares the
 output, every gradient, the running statistics after each step and the test-mode output; :func:`check_update` runs
 an update rule and the matching ``torch.optim`` optimizer on the same gradients for several steps and compares the
 whole parameter trajectory and the optimizer state. Convolution, max pooling and group norm run once on each of a
 few geometries (:data:`CONV_GEOMETRIES`, :data:`POOL_GEOMETRIES`, :data:`GROUPNORM_GEOMETRIES`); the max-pooling
-inputs hold ties, where torch's gradient goes to the first maximal element in row-major order. Every comparison
-uses the tolerance table (``reference.tolerances``); a failed one carries the likely cause from
+inputs hold ties, where torch's gradient goes to the first maximal element in row-major order. The recurrent kinds
+are compared with torch's ``nn.RNNCell``/``nn.RNN``/``nn.LSTMCell``/``nn.LSTM`` given the course's weights
+(transposed, the LSTM's gate blocks reordered to torch's i, f, g, o), the word embedding with ``F.embedding`` on
+repeated words, the temporal softmax loss with ``F.cross_entropy(reduction='sum')`` over the masked positions / N.
+Every comparison uses the tolerance table (``reference.tolerances``); a failed one carries the likely cause from
 ``reference.diagnosis``.
 
 Conventions (``momentum_style``, ``p_is_keep_prob``):
@@ -38,8 +54,8 @@ Conventions (``momentum_style``, ``p_is_keep_prob``):
   ``v = βv + (1 − β)·dw; w −= lr·v`` ≡ ``SGD(lr·(1 − β), momentum=β)``.
 
 From the command line: ``handnn-verify --user path/to/layers.py:batchnorm_forward --momentum-style cs231n``,
-``handnn-verify --user layers.py:conv_forward_naive`` (:func:`main_user`; the backward is found by name:
-``conv_forward_fast`` → ``conv_backward_fast``).
+``handnn-verify --user layers.py:conv_forward_naive``, ``handnn-verify --user rnn_layers.py:lstm_forward``
+(:func:`main_user`; the backward is found by name: ``conv_forward_fast`` → ``conv_backward_fast``).
 """
 from __future__ import annotations
 
@@ -64,6 +80,9 @@ from .twin import TORCH_DTYPES, to_numpy, to_tensor
 
 LAYER_KINDS = ("affine", "relu", "batchnorm", "spatial_batchnorm", "layernorm", "dropout", "conv", "max_pool",
                "spatial_groupnorm")
+#: CS231n assignment 3 (rnn_layers.py); apart from LAYER_KINDS so that tuple keeps its order, checked as layers too
+SEQUENCE_KINDS = ("rnn_step", "rnn", "word_embedding", "temporal_affine", "temporal_softmax_loss", "lstm_step",
+                  "lstm")
 UPDATE_KINDS = ("sgd", "sgd_momentum", "rmsprop", "adam")
 
 #: the hyper-parameters given to a CS231n update rule (``config`` overrides them)
@@ -99,6 +118,14 @@ GROUPNORM_GEOMETRIES = (
     (2, 6, 4, 7, 3),
 )
 
+#: (N, T, D, H) of rnn_step, rnn, lstm_step, lstm: every dim different (and 4H too), T > 2
+RNN_SHAPE = (3, 4, 5, 6)
+#: (N, T, V, D) of word_embedding: N·T = 15 words drawn from V − 1 = 6, so words repeat
+EMBEDDING_SHAPE = (3, 5, 7, 4)
+#: (N, T, D, M) of temporal_affine
+TEMPORAL_AFFINE_SHAPE = (3, 4, 5, 7)
+#: (N, T, V) of temporal_softmax_loss
+SOFTMAX_SHAPE = (3, 5, 7)
 
 # ---- the report -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -503,6 +530,154 @@ def _run_spatial_groupnorm(forward: Callable, backward: Optional[Callable], rows
                 rows.add(check, ours, expected if check == "dx" else _course_shape(expected, ours), **context)
 
 
+# ---- recurrent layers (CS231n assignment 3, rnn_layers.py) ---------------------------------------------------------
+def _torch_gate_order(hidden: int) -> torch.Tensor:
+    """Columns of a CS231n (·, 4H) weight (gates i, f, o, g) in torch's order i, f, g, o."""
+    return torch.from_numpy(np.r_[0:2 * hidden, 3 * hidden:4 * hidden, 2 * hidden:3 * hidden])
+
+
+def _torch_recurrent(cell: str, step: bool, xt: torch.Tensor, h0t: torch.Tensor, c0t: Optional[torch.Tensor],
+                     wxt: torch.Tensor, wht: torch.Tensor, bt: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """torch's RNNCell/RNN (tanh) or LSTMCell/LSTM run with CS231n's weights: weight_ih = Wx.T, weight_hh = Wh.T,
+    bias_ih = b, bias_hh = 0 (the LSTM's columns reordered to torch's gates). Autograd reaches the leaves.
+    Returns (next_h,) or (next_h, next_c) for a step, (h,) for a sequence (N, T, H)."""
+    d, hidden = xt.shape[-1], h0t.shape[1]
+    order = _torch_gate_order(hidden) if cell == "lstm" else torch.arange(hidden)
+    weights = {"weight_ih": wxt[:, order].T, "weight_hh": wht[:, order].T, "bias_ih": bt[order],
+               "bias_hh": torch.zeros(len(order), dtype=bt.dtype)}
+    lstm = cell == "lstm"
+    if step:  # modules on the meta device: no parameters allocated, torch's random stream untouched
+        module = (torch.nn.LSTMCell if lstm else torch.nn.RNNCell)(d, hidden, device="meta")
+        out = torch.func.functional_call(module, weights, (xt, (h0t, c0t) if lstm else h0t))
+        return tuple(out) if lstm else (out,)
+    module = (torch.nn.LSTM if lstm else torch.nn.RNN)(d, hidden, batch_first=True, device="meta")
+    weights = {f"{name}_l0": value for name, value in weights.items()}
+    out, _ = torch.func.functional_call(module, weights, (xt, (h0t[None], c0t[None]) if lstm else h0t[None]))
+    return (out,)
+
+
+def _run_recurrent(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings, cell: str,
+                   step: bool) -> None:
+    n, steps, d, hidden = RNN_SHAPE
+    lstm = cell == "lstm"
+    width = 4 * hidden if lstm else hidden
+    kind = f"{cell}_step" if step else cell
+    out_check = "next_h" if step else "h"
+    for _ in range(s.steps):
+        x = s.rng.standard_normal((n, d) if step else (n, steps, d)).astype(s.dtype)
+        h0 = s.rng.standard_normal((n, hidden)).astype(s.dtype)
+        wx = s.rng.normal(0.0, 1.0 / np.sqrt(d), (d, width)).astype(s.dtype)
+        wh = s.rng.normal(0.0, 1.0 / np.sqrt(hidden), (hidden, width)).astype(s.dtype)
+        b = s.rng.normal(0.0, 0.5, width).astype(s.dtype)
+        dout = s.rng.standard_normal((n, hidden) if step else (n, steps, hidden)).astype(s.dtype)
+        with_c = lstm and step  # lstm_step_forward takes prev_c and returns next_c; lstm_forward starts at c0 = 0
+        c0 = s.rng.standard_normal((n, hidden)).astype(s.dtype) if with_c else np.zeros((n, hidden), s.dtype)
+        dc = s.rng.standard_normal((n, hidden)).astype(s.dtype) if with_c else None
+        params = (wx.copy(), wh.copy(), b.copy())
+        if with_c:
+            next_h, next_c, cache = _unpack(out_check, _call(out_check, forward, x.copy(), h0.copy(), c0.copy(),
+                                                             *params), 3, "(next_h, next_c, cache)")
+        else:
+            next_h, cache = _unpack(out_check, _call(out_check, forward, x.copy(), h0.copy(), *params), 2,
+                                    f"({out_check}, cache)")
+        xt, h0t, wxt, wht, bt = _leaf(x), _leaf(h0), _leaf(wx), _leaf(wh), _leaf(b)
+        c0t = _leaf(c0) if with_c else to_tensor(c0)
+        outs = _torch_recurrent(cell, step, xt, h0t, c0t, wxt, wht, bt)
+        uppers = (to_tensor(dout), to_tensor(dc)) if with_c else (to_tensor(dout),)
+        torch.autograd.backward(outs, uppers)
+        context = {"kind": kind, "x": x, "h0": h0, "c0": c0, "Wx": wx, "Wh": wh, "b": b, "dout": dout, "dc": dc}
+        rows.add(out_check, next_h, outs[0], **context)
+        if with_c:
+            rows.add("next_c", next_c, outs[1], **context)
+        if backward is None:
+            continue
+        names = ["dx", "dprev_h" if step else "dh0", "dWx", "dWh", "db"]
+        leaves = [xt, h0t, wxt, wht, bt]
+        if with_c:
+            names.insert(2, "dprev_c")
+            leaves.insert(2, c0t)
+            result = _call("dx", backward, dout.copy(), dc.copy(), cache)
+        else:
+            result = _call("dx", backward, dout.copy(), cache)
+        grads = _unpack("dx", result, len(names), f"({', '.join(names)})")
+        for check, ours, leaf in zip(names, grads, leaves):
+            rows.add(check, ours, _grad(leaf), **context)
+
+
+def _run_rnn_step(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    _run_recurrent(forward, backward, rows, s, "rnn", step=True)
+
+
+def _run_rnn(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    _run_recurrent(forward, backward, rows, s, "rnn", step=False)
+
+
+def _run_lstm_step(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    _run_recurrent(forward, backward, rows, s, "lstm", step=True)
+
+
+def _run_lstm(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    _run_recurrent(forward, backward, rows, s, "lstm", step=False)
+
+
+def _run_word_embedding(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    n, steps, vocab, d = EMBEDDING_SHAPE
+    w = s.rng.standard_normal((vocab, d)).astype(s.dtype)
+    for _ in range(s.steps):
+        # N·T words drawn from V − 1: words repeat (pigeonhole) and the last word never occurs (its dW row is 0)
+        x = s.rng.integers(0, vocab - 1, (n, steps))
+        out, cache = _unpack("out", _call("out", forward, x.copy(), w.copy()), 2, "(out, cache)")
+        wt = _leaf(w)
+        yt = F.embedding(torch.from_numpy(x), wt)
+        dout = s.rng.standard_normal((n, steps, d)).astype(s.dtype)
+        yt.backward(to_tensor(dout))
+        context = {"kind": "word_embedding", "x": x, "dout": dout}
+        rows.add("out", out, yt, **context)
+        if backward is not None:
+            rows.add("dW", _call("dW", backward, dout.copy(), cache), _grad(wt), **context)
+
+
+def _run_temporal_affine(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    n, steps, d, m = TEMPORAL_AFFINE_SHAPE
+    w = s.rng.normal(0.0, 1.0 / np.sqrt(d), (d, m)).astype(s.dtype)
+    b = s.rng.normal(size=m).astype(s.dtype)
+    for _ in range(s.steps):
+        x = s.rng.standard_normal((n, steps, d)).astype(s.dtype)
+        out, cache = _unpack("out", _call("out", forward, x.copy(), w.copy(), b.copy()), 2, "(out, cache)")
+        xt, wt, bt = _leaf(x), _leaf(w), _leaf(b)
+        yt = F.linear(xt, wt.T, bt)
+        dout = s.rng.standard_normal((n, steps, m)).astype(s.dtype)
+        yt.backward(to_tensor(dout))
+        context = {"kind": "temporal_affine", "x": x, "dout": dout}
+        rows.add("out", out, yt, **context)
+        if backward is not None:
+            grads = _unpack("dx", _call("dx", backward, dout.copy(), cache), 3, "(dx, dw, db)")
+            for check, ours, leaf in zip(("dx", "dw", "db"), grads, (xt, wt, bt)):
+                rows.add(check, ours, _grad(leaf), **context)
+
+
+def _run_temporal_softmax_loss(loss_fn: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
+    n, steps, vocab = SOFTMAX_SHAPE
+    for _ in range(s.steps):
+        x = (2.0 * s.rng.standard_normal((n, steps, vocab))).astype(s.dtype)
+        y = s.rng.integers(0, vocab, (n, steps))
+        mask = s.rng.random((n, steps)) < 0.6
+        mask[0, 0], mask[-1, -1] = True, False  # both kinds of position; the count is neither N, T nor N·T:
+        while int(mask.sum()) in (0, n, steps, n * steps):  # dividing by it is told apart from each
+            mask[s.rng.integers(n), s.rng.integers(steps)] ^= True
+        loss, dx = _unpack("loss", _call("loss", loss_fn, x.copy(), y.copy(), mask.copy()), 2, "(loss, dx)")
+        if isinstance(loss, (float, np.floating)) and not isinstance(loss, np.dtype(s.dtype).type):
+            loss = np.asarray(loss).astype(s.dtype)  # a scalar's precision is not the loss's business
+        xt = _leaf(x)
+        keep = torch.from_numpy(mask.reshape(-1))
+        lt = F.cross_entropy(xt.reshape(-1, vocab)[keep], torch.from_numpy(y.reshape(-1))[keep],
+                             reduction="sum") / n
+        lt.backward()
+        context = {"kind": "temporal_softmax_loss", "x": x, "y": y, "mask": mask}
+        rows.add("loss", loss, lt, **context)
+        rows.add("dx", dx, _grad(xt), **context)
+
+
 def _keep_rate_row(kept: int, total: int, p: float) -> CheckRow:
     """The fraction kept against 1 − p: a mismatch beyond KEEP_RATE_SIGMAS binomial standard deviations."""
     q = 1.0 - p
@@ -518,6 +693,9 @@ _LAYER_RUNNERS: Dict[str, Callable[..., None]] = {
     "affine": _run_affine, "relu": _run_relu, "batchnorm": _run_batchnorm,
     "spatial_batchnorm": _run_spatial_batchnorm, "layernorm": _run_layernorm, "dropout": _run_dropout,
     "conv": _run_conv, "max_pool": _run_max_pool, "spatial_groupnorm": _run_spatial_groupnorm,
+    "rnn_step": _run_rnn_step, "rnn": _run_rnn, "word_embedding": _run_word_embedding,
+    "temporal_affine": _run_temporal_affine, "temporal_softmax_loss": _run_temporal_softmax_loss,
+    "lstm_step": _run_lstm_step, "lstm": _run_lstm,
 }
 
 
@@ -538,6 +716,32 @@ def _name(fn: Optional[Callable]) -> str:
     return getattr(fn, "__name__", repr(fn)) if fn is not None else "-"
 
 
+def _sequence_conventions(kind: str, steps: int) -> List[str]:
+    """What the check of an assignment-3 kind assumes and what torch computes, for the report's head."""
+    repeats = f"{steps} runs on fresh random inputs"
+    if kind in ("rnn_step", "rnn"):
+        module = "nn.RNNCell" if kind == "rnn_step" else "nn.RNN(batch_first=True)"
+        return [f"CS231n layout Wx (D, H), Wh (H, H), b (H,), tanh: torch {module} with weight_ih = Wx.T, "
+                f"weight_hh = Wh.T, bias_ih = b, bias_hh = 0; (N, T, D, H) = {RNN_SHAPE}; {repeats}"]
+    if kind in ("lstm_step", "lstm"):
+        module = "nn.LSTMCell" if kind == "lstm_step" else "nn.LSTM(batch_first=True)"
+        start = "" if kind == "lstm_step" else ", c0 = 0"
+        return [f"CS231n gates i, f, o, g in Wx (D, 4H), Wh (H, 4H), b (4H,){start}: torch {module} (gates i, f, g, "
+                f"o) with the columns reordered, weight_ih = Wx[:, i f g o].T, bias_hh = 0; (N, T, D, H) = "
+                f"{RNN_SHAPE}; {repeats}"]
+    if kind == "word_embedding":
+        return [f"torch F.embedding; x (N, T) = {EMBEDDING_SHAPE[:2]} int64 words of V = {EMBEDDING_SHAPE[2]}, "
+                f"with repeats, one word never used; {repeats}"]
+    if kind == "temporal_affine":
+        return [f"torch F.linear(x, w.T, b) on x (N, T, D), w (D, M): (N, T, D, M) = {TEMPORAL_AFFINE_SHAPE}; "
+                f"{repeats}"]
+    if kind == "temporal_softmax_loss":
+        return ["CS231n: loss = Σ over the positions with mask True of −log softmax(x)[y], divided by N: torch "
+                "F.cross_entropy(reduction='sum') on the masked positions / N; dx by autograd; a Python float "
+                f"loss is compared in the input's dtype; (N, T, V) = {SOFTMAX_SHAPE}; {repeats}"]
+    return []
+
+
 def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = None, *,
                 momentum_style: str = "torch", p_is_keep_prob: bool = False, dtype: Any = np.float64,
                 seed: int = 0, steps: int = 3, eps: float = 1e-5, momentum: Optional[float] = None,
@@ -547,11 +751,14 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
     Parameters
     ----------
     kind : {'affine', 'relu', 'batchnorm', 'spatial_batchnorm', 'layernorm', 'dropout', 'conv', 'max_pool',
-            'spatial_groupnorm'}
+            'spatial_groupnorm', 'rnn_step', 'rnn', 'word_embedding', 'temporal_affine', 'temporal_softmax_loss',
+            'lstm_step', 'lstm'}
         Which layer the functions implement (signatures in the module docstring).
     forward, backward : callable
-        ``forward(...) -> (out, cache)``; ``backward(dout, cache)`` returns the gradients (dx alone for relu,
-        dropout and max_pool). Without ``backward`` only the forward checks run.
+        ``forward(...) -> (out, cache)`` (lstm_step: ``(next_h, next_c, cache)``); ``backward(dout, cache)``
+        returns the gradients (dx alone for relu, dropout and max_pool, dW alone for word_embedding;
+        lstm_step: ``backward(dnext_h, dnext_c, cache)``). Without ``backward`` only the forward checks run.
+        temporal_softmax_loss has no backward: ``forward(x, y, mask) -> (loss, dx)``.
     momentum_style : {'torch', 'cs231n'}
         BatchNorm: how your ``bn_param['momentum']`` is used (module docstring). ``momentum`` (the value given to
         your code) defaults to 0.1 for 'torch' and 0.9 for 'cs231n' — the same torch momentum 0.1.
@@ -564,7 +771,8 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
         Seeds the inputs, parameters and upstream gradients (``np.random.default_rng(seed)``).
     steps : int
         Training steps before the test-mode check (BatchNorm's running statistics are compared after each).
-        conv, max_pool and spatial_groupnorm run once per geometry instead.
+        conv, max_pool and spatial_groupnorm run once per geometry instead; the assignment-3 kinds run
+        ``steps`` times on fresh inputs.
     eps : float
         BatchNorm/LayerNorm/GroupNorm eps, given to both sides.
 
@@ -573,7 +781,7 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
     CheckReport
         One row per check (out, dx, parameter gradients, running_mean, running_var, eval out, keep rate, ...).
     """
-    kind = _check_kind(kind, LAYER_KINDS)
+    kind = _check_kind(kind, LAYER_KINDS + SEQUENCE_KINDS)
     dt = _check_dtype(dtype)
     if momentum_style not in ("torch", "cs231n"):
         raise ValueError(f"momentum_style must be 'torch' or 'cs231n', but got {momentum_style!r}")
@@ -602,7 +810,8 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
         conventions.append(f"G = {', '.join(str(g[-1]) for g in GROUPNORM_GEOMETRIES)} on C = "
                            f"{', '.join(str(g[1]) for g in GROUPNORM_GEOMETRIES)}; eps {eps:g}; gamma, beta, "
                            "dgamma, dbeta shaped (1, C, 1, 1) as CS231n's, compared by value with torch's (C,)")
-    if backward is None:
+    conventions += _sequence_conventions(kind, steps)
+    if backward is None and kind != "temporal_softmax_loss":
         conventions.append("no backward function: gradients not checked")
     rows = _Rows(dt)
     try:
@@ -724,13 +933,19 @@ def check_update(kind: str, update: Callable, *, momentum_style: str = "cs231n",
 _NAME_KINDS = tuple((kind.replace("_", ""), kind) for kind in (
     "spatial_batchnorm", "batchnorm", "layernorm", "affine", "relu", "dropout",
     "sgd_momentum", "rmsprop", "adam", "sgd")) + (
-    ("groupnorm", "spatial_groupnorm"), ("maxpool", "max_pool"), ("conv", "conv"))
+    ("groupnorm", "spatial_groupnorm"), ("maxpool", "max_pool"), ("conv", "conv"),
+    ("temporalsoftmaxloss", "temporal_softmax_loss"), ("wordembedding", "word_embedding"),
+    ("rnnstep", "rnn_step"), ("lstmstep", "lstm_step"), ("lstm", "lstm"), ("rnn", "rnn"))
+#: 'temporal_affine_forward' holds 'affine': its own kind is tried first
+_NAME_KINDS = (("temporalaffine", "temporal_affine"),) + _NAME_KINDS
 
 
 def infer_kind(name: str) -> Optional[str]:
     """The kind a function name implies: 'batchnorm_forward' -> 'batchnorm', 'sgd_momentum' -> 'sgd_momentum',
     'conv_forward_naive' / 'conv_forward_im2col' -> 'conv', 'max_pool_forward_naive' -> 'max_pool',
-    'spatial_groupnorm_forward' -> 'spatial_groupnorm'."""
+    'spatial_groupnorm_forward' -> 'spatial_groupnorm', 'rnn_step_forward' -> 'rnn_step', 'lstm_forward' ->
+    'lstm', 'word_embedding_forward' -> 'word_embedding', 'temporal_affine_forward' -> 'temporal_affine',
+    'temporal_softmax_loss' -> 'temporal_softmax_loss'."""
     flat = name.lower().replace("_", "")
     for pattern, kind in _NAME_KINDS:
         if pattern in flat:
@@ -784,9 +999,10 @@ def main_user(spec: str, argv: Optional[Sequence[str]] = None) -> int:
     mismatch, 2 when the function cannot be loaded or its kind not told."""
     parser = argparse.ArgumentParser(
         prog=f"handnn-verify --user {spec}",
-        description="Check your own CS231n-style forward function (its *_backward found by name) or update rule "
-                    "against torch.")
-    parser.add_argument("--kind", choices=LAYER_KINDS + UPDATE_KINDS, help="default: inferred from FUNC's name")
+        description="Check your own CS231n-style forward function (its *_backward found by name), "
+                    "temporal_softmax_loss or update rule against torch.")
+    parser.add_argument("--kind", choices=LAYER_KINDS + SEQUENCE_KINDS + UPDATE_KINDS,
+                        help="default: inferred from FUNC's name")
     parser.add_argument("--backward", metavar="FUNC", help="the backward function (default: FUNC with "
                         "_forward replaced by _backward, when it exists)")
     parser.add_argument("--momentum-style", choices=("torch", "cs231n", "dlai"),
@@ -804,7 +1020,7 @@ def main_user(spec: str, argv: Optional[Sequence[str]] = None) -> int:
     kind = args.kind or infer_kind(forward.__name__)
     if kind is None:
         print(f"handnn-verify --user: cannot tell the kind of {forward.__name__!r} from its name; pass --kind "
-              f"(one of {', '.join(LAYER_KINDS + UPDATE_KINDS)})", file=sys.stderr)
+              f"(one of {', '.join(LAYER_KINDS + SEQUENCE_KINDS + UPDATE_KINDS)})", file=sys.stderr)
         return 2
     try:
         if kind in UPDATE_KINDS:
