@@ -28,19 +28,28 @@ import torch
 from handnn import nn
 from handnn.nn.modules.loss import _Loss
 
+from .calls import backward_first, call, first
 from .cases import randomize_affine
 from .tolerances import Comparison, compare
 from .twin import TORCH_DTYPES, MaskedDropout, to_torch
 
 #: exported classes that are not swept themselves: containers of other modules, each of which is swept
-NOT_SWEPT = {"Module": "the abstract base class", "Sequential": "a container: each module it holds is swept"}
+NOT_SWEPT = {"Module": "the abstract base class", "Sequential": "a container: each module it holds is swept",
+             "RNNBase": "the base class of RNN, LSTM and GRU (each swept)",
+             "RNNCellBase": "the base class of RNNCell, LSTMCell and GRUCell (each swept)"}
 
 #: values for torch-named required constructor arguments: C = 3 features/channels everywhere
 C = 3
 ARGUMENTS: Dict[str, Any] = {
     "in_features": C, "out_features": 4, "num_features": C, "normalized_shape": C, "num_groups": 1,
     "num_channels": C, "in_channels": C, "out_channels": 4, "kernel_size": 2, "output_size": 2,
+    "num_embeddings": 5, "embedding_dim": 4, "input_size": C, "hidden_size": 4, "embed_dim": C, "num_heads": 1,
+    "d_model": C, "nhead": 1,
 }
+
+#: constructor arguments the sweep gives every variant of a module: dropout off where torch draws its masks inside
+#: a fused kernel that cannot be given handnn's (attention dropout; its masks are tested in the modules' own files)
+SWEEP_DEFAULTS: Dict[str, Dict[str, Any]] = {"TransformerEncoderLayer": {"dropout": 0.0}}
 
 #: the shapes a module is tried on, in order: its natural shape is the first torch takes (N, C, * all different)
 SHAPES = [(4, C), (2, C, 5), (2, C, 4, 5)]
@@ -59,6 +68,20 @@ VARIANTS: Dict[str, List[Callable[[np.dtype], Dict[str, Any]]]] = {
     "Linear": [lambda d: {"bias": False}],
     "Dropout": [lambda d: {"p": 0.0}, lambda d: {"p": 1.0}],
     "Dropout2d": [lambda d: {"p": 0.0}, lambda d: {"p": 1.0}],
+    "Embedding": [lambda d: {"padding_idx": 1}, lambda d: {"padding_idx": -2}],
+    "RNN": [lambda d: {"nonlinearity": "relu", "num_layers": 2}, lambda d: {"bidirectional": True, "bias": False},
+            lambda d: {"batch_first": True}, lambda d: {"nonlinearity": "sigmoid"}],
+    "LSTM": [lambda d: {"num_layers": 2, "bidirectional": True}, lambda d: {"batch_first": True, "bias": False},
+             lambda d: {"proj_size": 2}],
+    "GRU": [lambda d: {"num_layers": 2, "bidirectional": True}, lambda d: {"batch_first": True, "bias": False}],
+    "RNNCell": [lambda d: {"nonlinearity": "relu"}, lambda d: {"bias": False}],
+    "LSTMCell": [lambda d: {"bias": False}],
+    "GRUCell": [lambda d: {"bias": False}],
+    "MultiheadAttention": [lambda d: {"num_heads": C}, lambda d: {"bias": False},
+                           lambda d: {"add_bias_kv": True, "add_zero_attn": True}, lambda d: {"batch_first": True},
+                           lambda d: {"num_heads": 2}],
+    "TransformerEncoderLayer": [lambda d: {"norm_first": True}, lambda d: {"activation": "gelu", "batch_first": True},
+                                lambda d: {"nhead": C, "bias": False, "dim_feedforward": 5}],
     "Conv1d": [lambda d: {"stride": 2, "padding": 1, "bias": False}, lambda d: {"padding": "same", "dilation": 2},
                lambda d: {"out_channels": C, "groups": C}, lambda d: {"padding": 1, "padding_mode": "circular"}],
     "Conv2d": [lambda d: {"stride": (2, 1), "padding": (1, 0)}, lambda d: {"padding": "same", "dilation": 2},
@@ -116,6 +139,10 @@ EDGE_CLASS = {name: kind for kind, names in EDGE_CLASSES.items() for name in nam
 EVAL_EDGES = ["zero-d", "one-d", "empty", "batch-one", "nan", "inf", "inf-mix", "zeros", "large", "float16", "int64"]
 
 
+#: the edges that give an index-taking module (Embedding) float indices: NaN, inf, huge, subnormal and -0.0 values
+INDEX_AS_FLOAT = ("nan", "inf", "-inf", "inf-mix", "nan-row", "negzero", "large", "overflow", "subnormal")
+
+
 def _seed(*parts: object) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode())
 
@@ -151,6 +178,7 @@ class Natural(NamedTuple):
     shape: Tuple[int, ...]
     unit: bool
     families: Tuple[Optional[str], ...]
+    index: bool = False  # class indices (Embedding): int64 in [0, num_embeddings)
 
 
 def make_inputs(edge: str, natural: Natural, dtype: np.dtype, family: Optional[str],
@@ -160,6 +188,8 @@ def make_inputs(edge: str, natural: Natural, dtype: np.dtype, family: Optional[s
     d, shape = dtype, natural.shape
 
     def normal(s=shape) -> np.ndarray:
+        if natural.index:
+            return rng.integers(0, ARGUMENTS["num_embeddings"], s).astype(np.int64)
         if natural.unit:
             return rng.uniform(0.02, 0.98, s).astype(d)
         return rng.normal(size=s).astype(d)
@@ -173,6 +203,13 @@ def make_inputs(edge: str, natural: Natural, dtype: np.dtype, family: Optional[s
 
     x = normal()
     t = target()
+    if natural.index:  # indices: the value edges make float indices (refused), ties repeat indices, dtypes cast
+        if edge in INDEX_AS_FLOAT:
+            x = x.astype(d)
+        elif edge == "ties":
+            return Inputs(rng.integers(0, 2, shape).astype(np.int64), t)
+        elif edge in DTYPE_EDGES:
+            return Inputs(x.astype(edge if edge != "bool" else np.bool_), t)
     if edge == "plain":
         return Inputs(x, t)
     if edge == "zero-d":
@@ -306,7 +343,9 @@ class Case:
 
     def kwargs(self) -> Dict[str, Any]:
         """The constructor's keyword arguments (the reduction included for losses)."""
-        kwargs = dict(VARIANTS[self.name][self.variant - 1](np.dtype(self.dtype))) if self.variant else {}
+        kwargs = dict(SWEEP_DEFAULTS.get(self.name, {}))
+        if self.variant:
+            kwargs.update(VARIANTS[self.name][self.variant - 1](np.dtype(self.dtype)))
         if is_loss(self.name):
             kwargs["reduction"] = self.mode
         return kwargs
@@ -414,19 +453,20 @@ def run_torch(twin: torch.nn.Module, inputs: Inputs, seed: int) -> Outcome:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = twin(x) if inputs.target is None else twin(x, _tensor(inputs.target))
+            out = first(call(twin, x)) if inputs.target is None else twin(x, _tensor(inputs.target))
     except Exception as exc:  # noqa: BLE001 - the class is the comparison
         return Outcome(exc, stage="forward")
     if not isinstance(out, torch.Tensor):  # Identity hands back what it was given
         return Outcome(values={"out": np.asarray(out)})
     values = {"out": out.detach().numpy().copy()}
-    if _floating(x) and out.requires_grad and not out.is_complex():
+    if out.requires_grad and not out.is_complex():  # a float input, or parameters (Embedding's integer input)
         g = upstream_for(values["out"], inputs.upstream, np.random.default_rng(seed))
         try:
             out.backward(torch.from_numpy(g.copy()).to(out.dtype))
         except Exception as exc:  # noqa: BLE001
             return Outcome(exc, stage="backward")
-        values["dx"] = x.grad.numpy().copy()
+        if _floating(x):
+            values["dx"] = x.grad.numpy().copy()
         values.update(_values("grad", {n: p.grad.numpy().copy() for n, p in twin.named_parameters()
                                        if p.grad is not None}))
     values.update(_values("buffer", {n: b.numpy().copy() for n, b in twin.named_buffers()}))
@@ -493,21 +533,24 @@ def run_handnn(module: Optional[nn.Module], construct_error: Optional[BaseExcept
         warnings.simplefilter("error", RuntimeWarning)
         warnings.filterwarnings("ignore", BLAS_WARNINGS, RuntimeWarning)
         try:
-            out = module(inputs.x) if inputs.target is None else module(inputs.x, inputs.target)
+            outputs = call(module, inputs.x) if inputs.target is None else module(inputs.x, inputs.target)
         except Exception as exc:  # noqa: BLE001
             return Outcome(exc, stage="forward")
+        out = first(outputs)
         out_array = np.asarray(out)
         values = {"out": out_array.copy()}
-        if isinstance(inputs.x, np.ndarray) and inputs.x.dtype.kind in "fc" and out_array.dtype.kind == "f":
+        float_input = isinstance(inputs.x, np.ndarray) and inputs.x.dtype.kind in "fc"
+        if out_array.dtype.kind == "f" and (float_input or any(True for _ in module.parameters())):
             g = upstream_for(out_array, inputs.upstream, np.random.default_rng(seed))
             g_before = g.copy()
             try:
-                dx = module.backward(g)
+                dx = backward_first(module, outputs, g) if inputs.target is None else module.backward(g)
             except Exception as exc:  # noqa: BLE001
                 return Outcome(exc, stage="backward")
             if not np.array_equal(g, g_before, equal_nan=True):
                 values["upstream gradient changed"] = np.ones(1)  # a key torch has not: reported as a problem
-            values["dx"] = np.array(dx, copy=True)
+            if float_input or dx is not None:
+                values["dx"] = np.array(dx, copy=True)
             values.update(_values("grad", {n: p.grad.copy() for n, p in module.named_parameters()
                                            if p.grad is not None}))
     values.update(_values("buffer", {n: np.array(b, copy=True) for n, b in module.named_buffers()}))
@@ -534,6 +577,11 @@ def natural(name: str, variant: int, dtype: str) -> Natural:
                     accepted.append(family)
             if accepted:
                 return Natural(shape, unit, tuple(accepted))
+    for shape in SHAPES:  # an index-taking module (Embedding)
+        inputs = make_inputs("plain", Natural(shape, False, families, index=True), np.dtype(dtype), families[0],
+                             np.random.default_rng(_seed(name, shape)))
+        if both(probe, inputs, 0)[1].error is None:
+            return Natural(shape, False, families, index=True)
     if variant == 0:
         raise AssertionError(f"torch takes none of {SHAPES} for nn.{name} (last: {type(error).__name__}: {error}): "
                              "add a shape to reference.edge.SHAPES, or a twin to reference.twin")
@@ -655,6 +703,29 @@ def _overflowing_sums_reference(case: "Case", inputs: Inputs, seed: int, theirs:
     return Outcome(values=values)
 
 
+def _theirs_with_our_gradients(case: "Case", inputs: Inputs, seed: int, theirs: Outcome) -> Outcome:
+    """torch's outcome with handnn's dx and parameter gradients (not compared); the output and buffers are."""
+    ours = both(case, inputs, seed)[0]
+    if ours.error is not None or theirs.error is not None:
+        return theirs
+    values = dict(theirs.values)
+    values.update({k: v for k, v in ours.values.items() if k == "dx" or k.startswith("grad ")})
+    return Outcome(values=values)
+
+
+#: modules whose attention torch computes with its fused scaled-dot-product kernel (``need_weights=False``)
+FUSED_ATTENTION = ("TransformerEncoderLayer",)
+
+
+def _math_attention_reference(case: "Case", inputs: Inputs, seed: int, theirs: Outcome) -> Outcome:
+    """torch's outcome with its scaled-dot-product attention computed by the MATH backend (softmax and its
+    autograd backward, as handnn computes it) instead of the fused flash kernel."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        return run_torch(to_torch(build(case)), inputs, seed)
+
+
 #: where sums of overflowing terms are computed in an order other than torch's: a convolution's weight gradient, and
 #: global average pooling (torch's vectorised ``mean``)
 OVERFLOWING_SUMS = {"Conv1d": "all", "Conv2d": "all", "AdaptiveAvgPool2d": "global"}
@@ -667,6 +738,13 @@ def _overflowing_sums(case: "Case", inputs: Inputs, theirs: Outcome) -> bool:
 
 
 DEVIATIONS: List[Deviation] = [
+    Deviation(
+        "no LSTM projections",
+        lambda case, inputs, theirs: case.name == "LSTM" and bool(case.kwargs().get("proj_size", 0)),
+        NotImplementedError, r"proj_size",
+        "LSTM(proj_size > 0) (a projected hidden state, LSTMP) is not implemented: the constructor raises "
+        "NotImplementedError naming the option, where torch builds it",
+        example="LSTM[3]-zeros-float64-train"),
     Deviation(
         "float32 and float64 only",
         lambda case, inputs, theirs: case.edge in DTYPE_EDGES and (theirs.error is None or theirs.stage == "backward"),
@@ -739,6 +817,28 @@ DEVIATIONS: List[Deviation] = [
         "handnn's float32 result is checked against torch's float64 one, at float32 precision",
         reference=_conv_float64_reference, compare_as="float32",
         example="Conv1d[2]-upstream-nonfinite-float32-train"),
+    Deviation(
+        "saturated attention in torch's fused kernel",
+        lambda case, inputs, theirs: (case.name in FUSED_ATTENTION and case.edge in ("large", "overflow")
+                                      and theirs.error is None), None, "",
+        "scores of 1e30-scale inputs make the softmax one-hot, where the gradient of the scores is exactly 0 "
+        "(P (dP - rowsum(dP P)) cancels to 0). torch's fused flash-attention kernel, which TransformerEncoderLayer "
+        "calls (need_weights=False), forms rowsum(dO O) from the rounded output instead and returns its rounding "
+        "noise at that scale (1e11 in dx where the true value is 1e-32). handnn is checked against torch with its "
+        "MATH attention backend (softmax and its autograd backward), which it matches",
+        reference=_math_attention_reference,
+        example="TransformerEncoderLayer[0]-large-float64-train"),
+    Deviation(
+        "gradients decided by rounding noise",
+        lambda case, inputs, theirs: (case.name == "TransformerEncoderLayer" and not case.kwargs().get("bias", True)
+                                      and case.edge == "subnormal" and theirs.error is None), None, "",
+        "a bias-free TransformerEncoderLayer maps a subnormal input to LayerNorm inputs of subnormal size, whose "
+        "variance underflows to 0: x_hat is then a value near 1e-305 made of rounding (torch's x*rstd - mean*rstd, "
+        "handnn's (x - mean)*rstd), and its sign decides which ReLU units of the feed-forward block pass a gradient. "
+        "The gradients therefore differ by which units the noise opened; the output (equal) is compared, the "
+        "gradients are not",
+        reference=lambda case, inputs, seed, theirs: _theirs_with_our_gradients(case, inputs, seed, theirs),
+        example="TransformerEncoderLayer[3]-subnormal-float64-train"),
     Deviation(
         "sums that overflow",
         _overflowing_sums, None, "",

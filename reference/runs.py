@@ -15,6 +15,7 @@ import numpy as np
 from handnn import nn
 from handnn.optim import lr_scheduler
 
+from .calls import backward_first, call, first
 from .cases import Case, LossCase, OptimCase, mlp
 from .tolerances import Comparison, compare
 
@@ -32,8 +33,9 @@ class Run:
 def run_handnn(module: nn.Module, x: np.ndarray, dout: Optional[np.ndarray]) -> Run:
     """Forward ``x`` (and backward ``dout`` unless None) through a handnn module, from zeroed gradients."""
     module.zero_grad()
-    out = module(x)
-    dx = module.backward(dout) if dout is not None else None
+    outputs = call(module, x)
+    dx = backward_first(module, outputs, dout) if dout is not None else None
+    out = first(outputs)
     grads = {name: p.grad.copy() for name, p in module.named_parameters() if p.grad is not None}
     buffers = {name: np.array(b, copy=True) for name, b in module.named_buffers()}
     return Run(np.array(out, copy=True), None if dx is None else np.array(dx, copy=True), grads, buffers)

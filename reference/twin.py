@@ -21,11 +21,13 @@ NUMPY_DTYPES = {v: k for k, v in TORCH_DTYPES.items()}
 
 
 def module_dtype(module: nn.Module) -> np.dtype:
-    """The floating dtype of a module's own parameters/buffers (float64 for parameter-free modules)."""
-    for _, array in (*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)):
-        data = array.data if isinstance(array, nn.Parameter) else array
-        if data.dtype.kind == "f":
-            return data.dtype
+    """The floating dtype of a module's own parameters/buffers, else of its children's (a container of parameters
+    such as TransformerEncoderLayer); float64 for parameter-free modules."""
+    for recurse in (False, True):
+        for _, array in (*module.named_parameters(recurse=recurse), *module.named_buffers(recurse=recurse)):
+            data = array.data if isinstance(array, nn.Parameter) else array
+            if data.dtype.kind == "f":
+                return data.dtype
     return np.dtype(np.float64)
 
 
@@ -102,15 +104,68 @@ def _loss_twin(loss: nn.Module) -> torch.nn.Module:
     return getattr(torch.nn, type(loss).__name__)(**kwargs)
 
 
+#: torch twins of handnn modules defined outside ``handnn.nn`` (an experiment's model): class -> a builder taking
+#: the handnn module. The builder's twin holds twins of the module's children under the same names, so their
+#: parameters are copied by :func:`to_torch` and the two ``named_parameters`` line up.
+CUSTOM_TWINS: Dict[type, Callable[[nn.Module], torch.nn.Module]] = {}
+
+
+def _with_state(twin: torch.nn.Module, module: nn.Module) -> torch.nn.Module:
+    """``twin`` holding ``module``'s whole state_dict (its children's too: for the modules built in one piece), in
+    its mode (its children's included)."""
+    twin.load_state_dict({k: to_tensor(v) for k, v in module.state_dict().items()})
+    return twin.train(module.training)
+
+
+def _activation_name(activation: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """TransformerEncoderLayer's activation as torch's constructor takes it: 'relu', 'gelu', or torch's module."""
+    if type(activation) is nn.ReLU:
+        return "relu"
+    if type(activation) is nn.GELU and activation.approximate == "none":
+        return "gelu"
+    return _build(activation, {})
+
+
 def _build(module: nn.Module, memo: Dict[int, torch.nn.Module]) -> torch.nn.Module:
     dtype = TORCH_DTYPES[module_dtype(module)]
     kind = type(module)
+    if kind in CUSTOM_TWINS:
+        return CUSTOM_TWINS[kind](module)
     if kind is nn.Sequential:
         # every registered name, not named_children(): that de-duplicates, and Sequential(a, b, a) has 3 entries
         return torch.nn.Sequential(OrderedDict((name, to_torch(child, memo=memo))
                                                for name, child in module._modules.items()))
     if kind is nn.Linear:
         return torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None, dtype=dtype)
+    if kind is nn.Embedding:
+        return torch.nn.Embedding(module.num_embeddings, module.embedding_dim, padding_idx=module.padding_idx,
+                                  dtype=dtype)
+    if kind in (nn.RNN, nn.LSTM, nn.GRU):
+        extra = {"nonlinearity": module.nonlinearity} if kind is nn.RNN else {}
+        return _with_state(getattr(torch.nn, kind.__name__)(
+            module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
+            batch_first=module.batch_first, dropout=module.dropout, bidirectional=module.bidirectional,
+            dtype=dtype, **extra), module)
+    if kind in (nn.RNNCell, nn.LSTMCell, nn.GRUCell):
+        extra = {"nonlinearity": module.nonlinearity} if kind is nn.RNNCell else {}
+        return _with_state(getattr(torch.nn, kind.__name__)(module.input_size, module.hidden_size, bias=module.bias,
+                                                            dtype=dtype, **extra), module)
+    if kind is nn.MultiheadAttention:
+        return _with_state(torch.nn.MultiheadAttention(
+            module.embed_dim, module.num_heads, dropout=module.dropout, bias=module.in_proj_bias is not None,
+            add_bias_kv=module.bias_k is not None, add_zero_attn=module.add_zero_attn, kdim=module.kdim,
+            vdim=module.vdim, batch_first=module.batch_first, dtype=dtype), module)
+    if kind is nn.TransformerEncoderLayer:
+        attn = module.self_attn
+        twin = _with_state(torch.nn.TransformerEncoderLayer(
+            attn.embed_dim, attn.num_heads, dim_feedforward=module.linear1.out_features, dropout=module.dropout.p,
+            activation=_activation_name(module.activation), layer_norm_eps=module.norm1.eps,
+            batch_first=attn.batch_first, norm_first=module.norm_first, bias=module.linear1.bias is not None,
+            dtype=dtype), module)
+        twin.self_attn.dropout = attn.dropout  # torch draws the attention's dropout itself: equal at 0 or in eval
+        for name in ("dropout", "dropout1", "dropout2"):  # the masks handnn's Dropout children drew
+            setattr(twin, name, MaskedDropout(getattr(module, name)).train(getattr(module, name).training))
+        return twin
     if kind in (nn.Conv1d, nn.Conv2d):
         return getattr(torch.nn, kind.__name__)(
             module.in_channels, module.out_channels, module.kernel_size, stride=module.stride, padding=module.padding,
@@ -176,10 +231,17 @@ def to_torch(module: nn.Module, *, memo: Optional[Dict[int, torch.nn.Module]] = 
     return twin
 
 
+def _with_torch_state(module: nn.Module, twin: torch.nn.Module) -> nn.Module:
+    """``module`` holding ``twin``'s whole state_dict (its children's too)."""
+    module.load_state_dict({k: to_numpy(v) for k, v in twin.state_dict().items()})
+    return module
+
+
 def _from_build(twin: torch.nn.Module, rng: Optional[np.random.Generator],
                 memo: Dict[int, nn.Module]) -> nn.Module:
     kind = type(twin)
-    first = next((t for t in (*twin.parameters(recurse=False), *twin.buffers(recurse=False))
+    first = next((t for recurse in (False, True)  # own tensors first, else the children's (TransformerEncoderLayer)
+                  for t in (*twin.parameters(recurse=recurse), *twin.buffers(recurse=recurse))
                   if t.is_floating_point()), None)
     dtype = NUMPY_DTYPES.get(first.dtype, np.float64) if first is not None else np.float64
     T = torch.nn
@@ -189,6 +251,35 @@ def _from_build(twin: torch.nn.Module, rng: Optional[np.random.Generator],
                                          for name, child in twin._modules.items()))
     if kind is T.Linear:
         return nn.Linear(twin.in_features, twin.out_features, bias=twin.bias is not None, dtype=dtype, rng=rng)
+    if kind is T.Embedding:
+        return nn.Embedding(twin.num_embeddings, twin.embedding_dim, padding_idx=twin.padding_idx, dtype=dtype,
+                            rng=rng)
+    if kind in (T.RNN, T.LSTM, T.GRU):
+        if getattr(twin, "proj_size", 0):
+            raise TypeError("from_torch: handnn has no counterpart of an LSTM with proj_size")
+        extra = {"nonlinearity": twin.nonlinearity} if kind is T.RNN else {}
+        return getattr(nn, kind.__name__)(twin.input_size, twin.hidden_size, twin.num_layers, bias=twin.bias,
+                                          batch_first=twin.batch_first, dropout=twin.dropout,
+                                          bidirectional=twin.bidirectional, dtype=dtype, rng=rng, **extra)
+    if kind in (T.RNNCell, T.LSTMCell, T.GRUCell):
+        extra = {"nonlinearity": twin.nonlinearity} if kind is T.RNNCell else {}
+        return getattr(nn, kind.__name__)(twin.input_size, twin.hidden_size, bias=twin.bias, dtype=dtype, rng=rng,
+                                          **extra)
+    if kind is T.MultiheadAttention:
+        return _with_torch_state(nn.MultiheadAttention(
+            twin.embed_dim, twin.num_heads, twin.dropout, bias=twin.in_proj_bias is not None,
+            add_bias_kv=twin.bias_k is not None, add_zero_attn=twin.add_zero_attn, kdim=twin.kdim, vdim=twin.vdim,
+            batch_first=twin.batch_first, dtype=dtype, rng=rng), twin)
+    if kind is T.TransformerEncoderLayer:
+        activation = {torch.nn.functional.relu: "relu", torch.nn.functional.gelu: "gelu"}.get(twin.activation)
+        if activation is None:
+            activation = from_torch(twin.activation) if isinstance(twin.activation, torch.nn.Module) else None
+        if activation is None:
+            raise TypeError(f"from_torch: handnn has no counterpart of the activation {twin.activation!r}")
+        attn = twin.self_attn
+        return _with_torch_state(nn.TransformerEncoderLayer(
+            attn.embed_dim, attn.num_heads, twin.linear1.out_features, twin.dropout.p, activation, twin.norm1.eps,
+            attn.batch_first, twin.norm_first, twin.linear1.bias is not None, dtype=dtype, rng=rng), twin)
     if kind in (T.Conv1d, T.Conv2d):
         return getattr(nn, kind.__name__)(twin.in_channels, twin.out_channels, twin.kernel_size, twin.stride,
                                           twin.padding, twin.dilation, twin.groups, twin.bias is not None,

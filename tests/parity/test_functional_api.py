@@ -45,7 +45,10 @@ def test_functional_defaults_are_torchs(name):
 ARGS = {"linear_forward": (np.ones((2, 3)),), "batch_norm_forward": (None, None, None, None, True),
         "layer_norm_forward": ((3,),), "group_norm_forward": (1,), "conv1d_forward": (np.ones((1, 2, 1)),),
         "conv2d_forward": (np.ones((1, 2, 1, 1)),), "max_pool2d_forward": (1,), "avg_pool2d_forward": (1,),
-        "adaptive_avg_pool2d_forward": (1,)}
+        "adaptive_avg_pool2d_forward": (1,), "embedding_forward": (np.ones((5, 3)),),
+        "scaled_dot_product_attention_forward": (np.ones((2, 3)), np.ones((2, 3))),
+        **{f"{kind}_{part}_forward": (None,) * states + (np.ones((gates * 4, 3)), np.ones((gates * 4, 4)))
+           for kind, gates, states in (("rnn", 1, 1), ("lstm", 4, 2), ("gru", 3, 1)) for part in ("cell", "layer")}}
 LOSSES = {name for name in FORWARDS if "loss" in name or "entropy" in name}
 
 
