@@ -20,11 +20,24 @@ Builder = Callable[[np.dtype, np.random.Generator], nn.Module]
 
 @dataclass(frozen=True)
 class Case:
-    """One component configuration: how to build it and the input shape it takes."""
+    """One component configuration: how to build it, the input shape it takes, and (when not real numbers) how its
+    input is drawn: ``make_x(rng, shape)``, e.g. Embedding's indices."""
 
     component: str
     build: Builder
     shape: Tuple[int, ...]
+    make_x: Optional[Callable[[np.random.Generator, Tuple[int, ...]], np.ndarray]] = None
+
+    def input(self, rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
+        """One input: ``make_x``'s, else ``N(1, 2)`` in ``dtype`` (off-centre, so a missing mean shows)."""
+        if self.make_x is not None:
+            return self.make_x(rng, self.shape)
+        return rng.normal(1.0, 2.0, self.shape).astype(dtype)
+
+
+def indices(count: int) -> Callable[[np.random.Generator, Tuple[int, ...]], np.ndarray]:
+    """Class indices in ``[0, count)`` (int64), repeats certain: an Embedding's input."""
+    return lambda rng, shape: rng.integers(0, count, shape)
 
 
 def layer_cases() -> List[Case]:
@@ -80,6 +93,24 @@ def layer_cases() -> List[Case]:
               nn.MaxPool2d(2),
               nn.Conv2d(4, 6, 3, padding=1, dtype=d, rng=r), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
               nn.Linear(6, 3, dtype=d, rng=r))),
+        Case("Embedding(9, 5, padding_idx=2)", lambda d, r: nn.Embedding(9, 5, padding_idx=2, dtype=d, rng=r), (4, 6),
+             indices(9)),
+        c("RNN(4, 5) 2 layers, relu", (6, 3, 4), lambda d, r: nn.RNN(4, 5, 2, nonlinearity="relu", dtype=d, rng=r)),
+        c("LSTM(4, 5) 2 layers, bidirectional, batch_first", (3, 6, 4),
+          lambda d, r: nn.LSTM(4, 5, 2, batch_first=True, bidirectional=True, dtype=d, rng=r)),
+        c("GRU(4, 5) no bias, unbatched", (6, 4), lambda d, r: nn.GRU(4, 5, bias=False, dtype=d, rng=r)),
+        c("RNNCell(4, 5)", (3, 4), lambda d, r: nn.RNNCell(4, 5, dtype=d, rng=r)),
+        c("LSTMCell(4, 5)", (3, 4), lambda d, r: nn.LSTMCell(4, 5, dtype=d, rng=r)),
+        c("GRUCell(4, 5)", (3, 4), lambda d, r: nn.GRUCell(4, 5, dtype=d, rng=r)),
+        c("MultiheadAttention(6, 3) self-attention", (5, 3, 6), lambda d, r: nn.MultiheadAttention(6, 3, dtype=d, rng=r)),
+        c("MultiheadAttention(6, 2) add_bias_kv, add_zero_attn, batch_first", (3, 5, 6),
+          lambda d, r: nn.MultiheadAttention(6, 2, add_bias_kv=True, add_zero_attn=True, batch_first=True, dtype=d,
+                                             rng=r)),
+        c("TransformerEncoderLayer(6, 2, 10)", (5, 3, 6),
+          lambda d, r: nn.TransformerEncoderLayer(6, 2, 10, dropout=0.0, dtype=d, rng=r)),
+        c("TransformerEncoderLayer(6, 3, 8) gelu, norm_first, batch_first", (3, 5, 6),
+          lambda d, r: nn.TransformerEncoderLayer(6, 3, 8, dropout=0.0, activation="gelu", batch_first=True,
+                                                  norm_first=True, dtype=d, rng=r)),
         c("MLP Linear-BN-ReLU-Dropout-Linear", (16, 2), lambda d, r: nn.Sequential(
             nn.Linear(2, 20, dtype=d, rng=r), nn.BatchNorm1d(20, dtype=d), nn.ReLU(),
             nn.Dropout(0.3, rng=r), nn.Linear(20, 1, dtype=d, rng=r))),
@@ -87,12 +118,17 @@ def layer_cases() -> List[Case]:
 
 
 def randomize_affine(module: nn.Module, rng: np.random.Generator) -> None:
-    """Move norm weights/biases off their 1/0 initialisation so a swapped or ignored one shows."""
+    """Move norm weights/biases off their 1/0 initialisation, and attention's biases off 0, so a swapped or ignored
+    one shows (and a zero input does not make every attention output, hence a LayerNorm's input, exactly 0)."""
     for m in module.modules():
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
             m.weight.data[...] = rng.uniform(0.5, 1.5, m.weight.shape)
             if m.bias is not None:
                 m.bias.data[...] = rng.normal(size=m.bias.shape)
+        if isinstance(m, nn.MultiheadAttention):
+            for p in (m.in_proj_bias, m.out_proj.bias):
+                if p is not None:
+                    p.data[...] = rng.normal(size=p.shape)
 
 
 

@@ -116,7 +116,9 @@ def layer_arrays(state: Mapping[str, np.ndarray], steps: List[Step], theirs: Lis
         out[f"step{i}/training"] = np.asarray(step.training)
         out[f"step{i}/x"], out[f"step{i}/dout"] = step.x, step.dout
         out.update({f"step{i}/mask{j}": mask for j, mask in enumerate(step.masks)})
-        out[f"step{i}/torch/out"], out[f"step{i}/torch/dx"] = run.out, run.dx
+        out[f"step{i}/torch/out"] = run.out
+        if run.dx is not None:  # an integer input (Embedding's indices) has no gradient
+            out[f"step{i}/torch/dx"] = run.dx
         out.update(flatten(f"step{i}/torch/grad", run.grads))
         out.update(flatten(f"step{i}/torch/buffer", run.buffers))
     return out
@@ -128,7 +130,7 @@ def _layer_steps(arrays: Mapping[str, np.ndarray]):
     while f"step{i}/x" in arrays:
         masks = [arrays[f"step{i}/mask{j}"] for j in range(8) if f"step{i}/mask{j}" in arrays]
         steps.append(Step(bool(arrays[f"step{i}/training"]), arrays[f"step{i}/x"], arrays[f"step{i}/dout"], masks))
-        theirs.append(Run(arrays[f"step{i}/torch/out"], arrays[f"step{i}/torch/dx"],
+        theirs.append(Run(arrays[f"step{i}/torch/out"], arrays.get(f"step{i}/torch/dx"),
                           sub(arrays, f"step{i}/torch/grad"), sub(arrays, f"step{i}/torch/buffer")))
         i += 1
     return steps, theirs

@@ -26,6 +26,7 @@ import torch
 from handnn import nn
 
 from .battery import run_init_case, run_loss_case, run_optimizer_case
+from .calls import call, first
 from .cases import Case, init_cases, layer_cases, loss_cases, optimizer_cases, randomize_affine
 from .check import main_user, split_user_arg
 from .diagnosis import diagnose
@@ -52,13 +53,13 @@ def trace_layer(case: Case, dtype: np.dtype, seed: int = 0, steps: int = 3) -> L
     twin = to_torch(module)
     state = {k: np.array(v, copy=True) for k, v in module.state_dict().items()}
     # the output shape, from a throwaway copy, so the upstream gradient can be drawn before the real step
-    out_shape = copy.deepcopy(module)(np.zeros(case.shape, dtype)).shape
+    out_shape = first(call(copy.deepcopy(module), case.input(np.random.default_rng(0), dtype))).shape
     trace = LayerTrace(state, [], [], [])
     for i in range(steps + 1):
         training = i < steps
         module.train(training)
         twin.train(training)
-        step = Step(training, rng.normal(1.0, 2.0, case.shape).astype(dtype), rng.normal(size=out_shape).astype(dtype))
+        step = Step(training, case.input(rng, dtype), rng.normal(size=out_shape).astype(dtype))
         trace.ours.append(run_handnn(module, step.x, step.dout))
         step.masks = step_masks(module)  # the masks handnn drew; the twin's MaskedDropout applies the same ones
         trace.theirs.append(run_torch(twin, step.x, step.dout))

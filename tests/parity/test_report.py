@@ -27,7 +27,8 @@ def test_report_covers_every_handnn_layer():
 
     built = {type(m).__name__ for case in report.layer_cases()
              for m in case.build(np.dtype(np.float64), np.random.default_rng(0)).modules()}
-    layers = {name for name in nn.__all__ if not name.endswith("Loss")} - {"Parameter", "Module"}
+    layers = {name for name in nn.__all__ if not name.endswith("Loss")} - {"Parameter", "Module", "RNNBase",
+                                                                           "RNNCellBase"}
     assert built >= layers
 
 
