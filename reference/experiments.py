@@ -25,11 +25,12 @@ import torch
 
 from handnn import nn, optim
 from handnn.experiments._common import Result, Run, format_table
+from handnn.experiments.charlm import CharLM
 from handnn.regularization import decay_parameters
 
 from .optim import to_torch_optimizer
 from .tolerances import Comparison, compare, tolerance
-from .twin import NUMPY_DTYPES, MaskedDropout, to_numpy, to_tensor, to_torch
+from .twin import CUSTOM_TWINS, NUMPY_DTYPES, MaskedDropout, to_numpy, to_tensor, to_torch
 
 
 def _draw_handnn_mask(module: MaskedDropout, inputs: Tuple[torch.Tensor, ...]) -> None:
@@ -41,14 +42,31 @@ def _draw_handnn_mask(module: MaskedDropout, inputs: Tuple[torch.Tensor, ...]) -
         module.source(np.ones(tuple(inputs[0].shape), dtype=NUMPY_DTYPES[inputs[0].dtype]))
 
 
+class TorchCharLM(torch.nn.Module):
+    """The torch twin of :class:`handnn.experiments.charlm.CharLM`: the same three children, the same forward."""
+
+    def __init__(self, model: CharLM) -> None:
+        super().__init__()
+        self.embedding, self.rnn, self.head = (to_torch(m) for m in (model.embedding, model.rnn, model.head))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(self.embedding(tokens))
+        return self.head(out.reshape(-1, out.shape[-1]))
+
+
+CUSTOM_TWINS[CharLM] = TorchCharLM
+
+
 class TorchTrainer:
     """The experiments' training loop on torch twins of a handnn model, loss and optimizer."""
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: optim.Optimizer, *, l2: float = 0.0) -> None:
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: optim.Optimizer, *, l2: float = 0.0,
+                 max_norm: Optional[float] = None) -> None:
         self.twin = to_torch(model)
         self.loss_fn = to_torch(loss_fn)
         self.optimizer = to_torch_optimizer(optimizer, model, self.twin)
         self.l2 = l2
+        self.max_norm = max_norm
         names = {id(p): name for name, p in model.named_parameters()}
         twin_params = dict(self.twin.named_parameters())
         self.penalised = [twin_params[names[id(p)]] for p in decay_parameters(model)] if l2 else []
@@ -61,6 +79,8 @@ class TorchTrainer:
         if self.l2:
             loss = loss + (self.l2 / 2) * sum((w * w).sum() for w in self.penalised)
         loss.backward()
+        if self.max_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.twin.parameters(), self.max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad()
         return loss.item()
@@ -91,8 +111,8 @@ class TorchBackend:
             torch.set_num_threads(num_threads)
 
     def trainer(self, model: nn.Module, loss_fn: nn.Module, optimizer: optim.Optimizer, *,
-                l2: float = 0.0) -> TorchTrainer:
-        return TorchTrainer(model, loss_fn, optimizer, l2=l2)
+                l2: float = 0.0, max_norm: Optional[float] = None) -> TorchTrainer:
+        return TorchTrainer(model, loss_fn, optimizer, l2=l2, max_norm=max_norm)
 
     def batch_norm_backward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, dout: np.ndarray,
                             eps: float) -> Tuple[Callable[[], Any], Tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -4,7 +4,8 @@
 - ``initialization``: seed 003 — zeros / large random / He initialisation;
 - ``optimizers``: seed 003 — mini-batch GD / momentum / Adam;
 - ``batchnorm``: seeds 000/002 — staged vs fused BatchNorm backward, and training across weight scales;
-- ``cnn``: a small CNN (convolution, BatchNorm2d, pooling) on scikit-learn's 8×8 digits, SGD and Adam.
+- ``cnn``: a small CNN (convolution, BatchNorm2d, pooling) on scikit-learn's 8×8 digits, SGD and Adam;
+- ``charlm``: a character-level language model (Embedding, 2-layer LSTM or GRU, Linear), Adam with gradient clipping.
 
 Each prints a table like the seed's. Options: ``--seed`` (every random draw comes from generators built from
 it, so a run is reproducible), ``--iterations``, ``--plot DIR`` (PNG files; needs matplotlib:
@@ -23,18 +24,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, List, Optional, Sequence, TextIO
 
-from . import batchnorm, cnn, initialization, optimizers, regularization
+from . import batchnorm, charlm, cnn, initialization, optimizers, regularization
 from ._common import Backend, HandnnBackend, Progress, Result, Run, side_by_side
 from ._plot import PlotUnavailable, figure_class, written
 
 EXPERIMENTS: Dict[str, ModuleType] = {m.NAME: m for m in (regularization, initialization, optimizers, batchnorm,
-                                                          cnn)}
+                                                          cnn, charlm)}
 BACKENDS = ("handnn", "torch")
 TORCH_HINT = ("--backend torch needs torch and the reference package of a handnn source checkout "
               "(pip install 'handnn[reference]')")
 
 __all__ = ["EXPERIMENTS", "Backend", "HandnnBackend", "Result", "Run", "BackendUnavailable", "load_backend", "main",
-           "batchnorm", "cnn", "initialization", "optimizers", "regularization"]
+           "batchnorm", "charlm", "cnn", "initialization", "optimizers", "regularization"]
 
 
 class BackendUnavailable(RuntimeError):

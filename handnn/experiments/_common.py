@@ -20,6 +20,7 @@ from .. import functional as F
 from .. import nn
 from ..data import minibatches
 from ..optim import Optimizer
+from ..nn.utils import clip_grad_norm_
 from ..regularization import decay_parameters, penalty, penalty_backward
 
 #: independent random streams of one experiment, each a ``np.random.Generator`` built from ``(seed, stream id)``
@@ -58,9 +59,11 @@ class Backend(Protocol):
     name: str
     batch_norm_label: str  # what the BatchNorm backward comparison calls this backend's backward
 
-    def trainer(self, model: nn.Module, loss_fn: nn.Module, optimizer: Optimizer, *, l2: float = 0.0) -> Trainer:
+    def trainer(self, model: nn.Module, loss_fn: nn.Module, optimizer: Optimizer, *, l2: float = 0.0,
+                max_norm: Optional[float] = None) -> Trainer:
         """A trainer starting from ``model``'s current parameters and ``optimizer``'s hyper-parameters.
-        ``l2`` adds ``(l2 / 2)·ΣW²`` over the Linear weights to the loss (``handnn.regularization``)."""
+        ``l2`` adds ``(l2 / 2)·ΣW²`` over the Linear weights to the loss (``handnn.regularization``); ``max_norm``
+        clips the gradients' total 2-norm before each update (``clip_grad_norm_``)."""
 
     def batch_norm_backward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, dout: np.ndarray,
                             eps: float) -> Tuple[Callable[[], Any], Tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -70,13 +73,16 @@ class Backend(Protocol):
 
 class HandnnTrainer:
     """The training loop on handnn modules: ``model.backward`` accumulates into ``.grad``, the optimizer
-    updates, the gradients are reset to None (torch's ``zero_grad``)."""
+    updates, the gradients are reset to None (torch's ``zero_grad``). With ``max_norm``, the gradients are clipped
+    to that total 2-norm before the update."""
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: Optimizer, *, l2: float = 0.0) -> None:
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: Optimizer, *, l2: float = 0.0,
+                 max_norm: Optional[float] = None) -> None:
         self.model = model
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.l2 = l2
+        self.max_norm = max_norm
         self.penalised = decay_parameters(model) if l2 else []
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
@@ -86,6 +92,8 @@ class HandnnTrainer:
             # the penalty is evaluated before the update, on the weights the gradient is taken at
             loss += penalty(self.penalised, l2=self.l2)
             penalty_backward(self.penalised, l2=self.l2)
+        if self.max_norm is not None:
+            clip_grad_norm_(self.model.parameters(), self.max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad()
         return loss
@@ -108,8 +116,8 @@ class HandnnBackend:
     batch_norm_label = "fused (F.batch_norm_backward)"
 
     def trainer(self, model: nn.Module, loss_fn: nn.Module, optimizer: Optimizer, *,
-                l2: float = 0.0) -> HandnnTrainer:
-        return HandnnTrainer(model, loss_fn, optimizer, l2=l2)
+                l2: float = 0.0, max_norm: Optional[float] = None) -> HandnnTrainer:
+        return HandnnTrainer(model, loss_fn, optimizer, l2=l2, max_norm=max_norm)
 
     def batch_norm_backward(self, x, weight, bias, dout, eps):
         _, cache = F.batch_norm_forward(x, None, None, weight, bias, training=True, eps=eps)

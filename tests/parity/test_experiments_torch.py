@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from handnn.experiments import EXPERIMENTS, Result, batchnorm, cnn, initialization, load_backend, main, optimizers
+from handnn.experiments import (EXPERIMENTS, Result, batchnorm, charlm, cnn, initialization, load_backend, main,
+                                optimizers)
 from handnn.experiments import regularization
 from handnn.experiments._common import HandnnBackend
 from reference.experiments import TorchBackend, TorchTrainer, compare_results
@@ -23,6 +24,7 @@ SMALL = {
     "batchnorm": batchnorm.Config(iterations=8, scales=3, n_train=90, n_val=30, hidden=(12, 12, 12), batch_size=30,
                                   timing_shape=(13, 6), timing_repeats=1),
     "cnn": cnn.Config(iterations=60, channels=(4, 6)),
+    "charlm": charlm.Config(iterations=30, seq_len=10, batch_size=4, hidden_size=12, generate=8),
 }
 
 _cache: Dict[str, Tuple[Result, Result]] = {}

@@ -21,7 +21,8 @@ import pytest
 
 from handnn import functional as F
 from handnn import nn, optim
-from handnn.experiments import EXPERIMENTS, batchnorm, cnn, initialization, main, optimizers, regularization
+from handnn.experiments import (EXPERIMENTS, batchnorm, charlm, cnn, initialization, main, optimizers,
+                                regularization)
 from handnn.experiments._common import Progress, format_table, generator, side_by_side
 from handnn.experiments._plot import INSTALL_HINT
 
@@ -35,6 +36,7 @@ SMALL = {
     "batchnorm": batchnorm.Config(iterations=6, scales=3, n_train=120, n_val=40, hidden=(12, 12, 12),
                                   batch_size=30, timing_shape=(9, 7), timing_repeats=1),
     "cnn": cnn.Config(iterations=30, channels=(4, 6)),
+    "charlm": charlm.Config(iterations=12, seq_len=8, batch_size=4, hidden_size=8),
 }
 SMALL_ARGS = {
     "regularization": ["--iterations", "25"],
@@ -43,6 +45,7 @@ SMALL_ARGS = {
     "batchnorm": ["--iterations", "6", "--scales", "3", "--train", "120", "--val", "40", "--hidden", "12", "12",
                   "12", "--batch-size", "30", "--timing-shape", "9", "7", "--timing-repeats", "1"],
     "cnn": ["--iterations", "30", "--channels", "4", "6"],
+    "charlm": ["--iterations", "12", "--seq-len", "8", "--batch-size", "4", "--hidden", "8"],
 }
 NAMES = list(SMALL)
 
@@ -73,7 +76,7 @@ def assert_same_result(a, b) -> None:
 
 # ---- runs: shape of the results, determinism --------------------------------------------------------------------
 def test_every_experiment_is_registered():
-    assert set(EXPERIMENTS) == {"regularization", "initialization", "optimizers", "batchnorm", "cnn"}
+    assert set(EXPERIMENTS) == {"regularization", "initialization", "optimizers", "batchnorm", "cnn", "charlm"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -101,7 +104,8 @@ def test_same_seed_same_result(name):
 def test_another_seed_another_result(name):
     first, other = small_run(name), small_run(name, seed=1)
     assert any(not np.array_equal(a.losses, b.losses) for a, b in zip(first.runs, other.runs))
-    assert not np.array_equal(first.data.x_train, other.data.x_train)
+    if name != "charlm":  # charlm's data is its fixed text (the seed draws the windows and the weights)
+        assert not np.array_equal(first.data.x_train, other.data.x_train)
 
 
 def test_streams_are_independent_and_seeded():
@@ -533,7 +537,8 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys, tmp_path)
 PLOTS = {"regularization": ["regularization_loss.png", "regularization_boundaries.png"],
          "initialization": ["initialization_loss.png", "initialization_boundaries.png"],
          "optimizers": ["optimizers_loss.png", "optimizers_boundaries.png"],
-         "batchnorm": ["batchnorm_weight_scale.png"], "cnn": ["cnn_loss.png", "cnn_accuracy.png"]}
+         "batchnorm": ["batchnorm_weight_scale.png"], "cnn": ["cnn_loss.png", "cnn_accuracy.png"],
+         "charlm": ["charlm_loss.png", "charlm_accuracy.png"]}
 
 
 @pytest.fixture(scope="module")
@@ -605,3 +610,40 @@ def test_cnn_learns_the_digits():
     """A few hundred steps take both optimizers far above chance (10 %) on held-out digits."""
     result = cnn.run(cnn.Config(iterations=300))
     assert all(run.test_accuracy > 0.6 for run in result.runs), [r.test_accuracy for r in result.runs]
+
+
+# ---- charlm -----------------------------------------------------------------------------------------------------
+def test_charlm_text_windows_and_split():
+    """Windows are consecutive characters and their targets the next ones; the held-out part is the text's last
+    10 %, and every character maps to a class and back."""
+    vocab = charlm.vocabulary()
+    tokens = charlm.encode(charlm.TEXT, vocab)
+    assert "".join(vocab[t] for t in tokens) == charlm.TEXT and len(set(vocab)) == len(vocab)
+    x, y = charlm.windows(tokens, 7, 5, np.random.default_rng(0))
+    assert x.shape == (5, 7) and y.shape == (35,)
+    for row, targets in zip(x, y.reshape(5, 7)):
+        start = next(i for i in range(len(tokens) - 7) if np.array_equal(tokens[i:i + 7], row))
+        assert np.array_equal(tokens[start + 1:start + 8], targets)
+    data = charlm.load_data(SMALL["charlm"])
+    assert data.x_train.shape[1] == int(0.9 * len(tokens)) and data.x_test.shape[1] == SMALL["charlm"].seq_len
+
+
+def test_charlm_runs_record_a_sample_and_accuracy_curves():
+    result = small_run("charlm")
+    config = SMALL["charlm"]
+    for run in result.runs:
+        sample = result.extra["sample"][run.name]
+        assert sample.startswith(config.prompt) and len(sample) == len(config.prompt) + config.generate
+        steps, accuracies = result.extra["accuracy"][run.name]
+        assert list(steps) == [12] and accuracies[-1] == run.test_accuracy
+
+
+def test_charlm_model_backward_reaches_every_parameter():
+    model = charlm.CharLM(len(charlm.vocabulary()), 4, 5, 2, "GRU", rng=np.random.default_rng(0))
+    tokens = charlm.encode(charlm.TEXT[:24], charlm.vocabulary()).reshape(3, 8)
+    logits = model(tokens)
+    assert logits.shape == (24, len(charlm.vocabulary()))
+    assert model.backward(np.random.default_rng(1).normal(size=logits.shape)) is None
+    assert all(p.grad is not None and np.abs(p.grad).max() > 0 for p in model.parameters())
+    with pytest.raises(ValueError, match="cell must be"):
+        charlm.CharLM(10, 4, 5, 1, "Transformer")
