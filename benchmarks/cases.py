@@ -36,6 +36,7 @@ class Built:
     input_bytes: Optional[int] = None
     peer: Optional[Work] = None
     peer_name: str = ""
+    models: Optional[Tuple[object, object]] = None  # a model row's (handnn model, torch twin), for the smoke test
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,98 @@ CNN_LAYERS: List[Case] = [
 LAYERS += CNN_LAYERS
 
 
+# ---- sequences ---------------------------------------------------------------------------------------------------
+#: (T, N, input, hidden): CS231n/d2l-scale recurrent layers, and a tiny stand-in for the smoke run
+LSTM_SIZES = {"tiny": (5, 2, 4, 6), "medium": (50, 32, 64, 128)}
+#: (L, N, embed_dim, num_heads)
+MHA_SIZES = {"tiny": (4, 2, 8, 2), "medium": (64, 16, 128, 8)}
+
+
+def _lstm(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
+    """LSTM(input, hidden) forward + backward over T steps of a batch of N (time-major), gradient on the output."""
+    t, n, i, h = LSTM_SIZES[size]
+    module = nn.LSTM(i, h, dtype=dtype, rng=rng)
+    twin = to_torch(module)
+    x, dout = rng.normal(size=(t, n, i)).astype(dtype), rng.normal(size=(t, n, h)).astype(dtype)
+    module(x)
+    kept = cache_bytes(module)
+    xt, doutt = to_tensor(x).requires_grad_(True), to_tensor(dout)
+
+    def ours() -> object:
+        module(x)
+        return module.backward(dout, None)[0]
+
+    def theirs() -> object:
+        xt.grad = None
+        twin(xt)[0].backward(doutt)
+        return xt.grad
+
+    return Built(ours, theirs, kept, x.nbytes)
+
+
+def _mha(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
+    """MultiheadAttention self-attention (need_weights=True, torch's default) forward + backward at L = S."""
+    length, n, e, heads = MHA_SIZES[size]
+    module = nn.MultiheadAttention(e, heads, dtype=dtype, rng=rng)
+    twin = to_torch(module)
+    x, dout = rng.normal(size=(length, n, e)).astype(dtype), rng.normal(size=(length, n, e)).astype(dtype)
+    module(x, x, x)
+    kept = cache_bytes(module)
+    xt, doutt = to_tensor(x).requires_grad_(True), to_tensor(dout)
+
+    def ours() -> object:  # the three gradients of one input summed, as autograd sums them into xt.grad
+        module(x, x, x)
+        dq, dk, dv = module.backward(dout, None)
+        return dq + dk + dv
+
+    def theirs() -> object:
+        xt.grad = None
+        twin(xt, xt, xt)[0].backward(doutt)
+        return xt.grad
+
+    return Built(ours, theirs, kept, x.nbytes)
+
+
+def _charlm_step(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
+    """One training step of ``handnn-experiment charlm``'s LSTM model at its default size (16 windows of 32
+    characters, 2 layers of 64): forward, cross-entropy over every position, backward, clip_grad_norm_, Adam."""
+    from handnn.experiments import charlm
+    from reference.experiments import TorchCharLM
+
+    config = charlm.Config() if size != "tiny" else charlm.Config(seq_len=4, batch_size=2, hidden_size=8)
+    vocab = charlm.vocabulary()
+    model = charlm.CharLM(len(vocab), config.embedding_dim, config.hidden_size, config.num_layers, "LSTM",
+                          dtype=dtype, rng=rng)
+    twin = TorchCharLM(model)
+    opt = optim.Adam(model.parameters(), lr=config.lr)
+    twin_opt = to_torch_optimizer(opt, model, twin)
+    x, y = charlm.windows(charlm.encode(charlm.TEXT, vocab), config.seq_len, config.batch_size, rng)
+    loss_fn, twin_loss = nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def ours() -> object:
+        opt.zero_grad()
+        loss_fn(model(x), y)
+        model.backward(loss_fn.backward())
+        nn.utils.clip_grad_norm_(model.parameters(), config.max_norm)
+        opt.step()
+
+    def theirs() -> object:
+        twin_opt.zero_grad()
+        twin_loss(twin(xt), yt).backward()
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), config.max_norm)
+        twin_opt.step()
+
+    return Built(ours, theirs, models=(model, twin))
+
+
+SEQUENCE_LAYERS: List[Case] = [
+    Case("LSTM 64→128, 50 steps × batch 32", "layer", _lstm, sizes=tuple(LSTM_SIZES)),
+    Case("MultiheadAttention(128, 8), L = S = 64, batch 16", "layer", _mha, sizes=tuple(MHA_SIZES)),
+]
+LAYERS += SEQUENCE_LAYERS
+
+
 # ---- losses ----------------------------------------------------------------------------------------------------
 def _loss(kind: str):
     def build(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
@@ -244,9 +337,10 @@ def _moons(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
             twin_loss(twin(xt), yt).backward()
             twin_opt.step()
 
-    return Built(ours, theirs)
+    return Built(ours, theirs, models=(model, twin))
 
 
-MODELS: List[Case] = [Case("moons MLP [2, 20, 3, 1] x100 steps", "model", _moons, sizes=("tiny", "small"))]
+MODELS: List[Case] = [Case("moons MLP [2, 20, 3, 1] x100 steps", "model", _moons, sizes=("tiny", "small")),
+                      Case("char-LM training step (charlm's LSTM)", "model", _charlm_step, sizes=("tiny", "medium"))]
 
 ALL: List[Case] = LAYERS + LOSSES + OPTIMIZERS + MODELS

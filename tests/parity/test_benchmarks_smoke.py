@@ -83,3 +83,13 @@ def test_a_peer_row_reports_how_much_slower_the_course_code_is(tmp_path, capsys)
     assert row["peer_ratio"] > 1  # four Python loops per output pixel cannot beat one matrix product
     printed = capsys.readouterr().out
     assert "| plain course code |" in printed and "CS231n conv_*_naive (4 loops)" in printed
+
+
+@pytest.mark.parametrize("case", cases.MODELS, ids=lambda c: c.name)
+def test_model_cases_train_both_sides_alike(case):
+    """A model row times the same training on both sides: after one call each, the parameters agree."""
+    built = case.build("tiny", np.dtype(np.float64), np.random.default_rng(3))
+    built.handnn(), built.torch()
+    model, twin = built.models
+    for (name, p), (_, t) in zip(model.named_parameters(), twin.named_parameters()):
+        assert_close(p.data, t.detach().numpy(), name)
