@@ -941,6 +941,15 @@ _NAME_KINDS = (("temporalaffine", "temporal_affine"),) + _NAME_KINDS
 
 
 def infer_kind(name: str) -> Optional[str]:
+    """The kind a function name implies: a registered course kind (:mod:`reference.kinds`) naming it exactly,
+    else a built-in kind by :func:`infer_builtin_kind`."""
+    from .kinds import kind_for
+
+    registered = kind_for(name)
+    return registered.name if registered is not None else infer_builtin_kind(name)
+
+
+def infer_builtin_kind(name: str) -> Optional[str]:
     """The kind a function name implies: 'batchnorm_forward' -> 'batchnorm', 'sgd_momentum' -> 'sgd_momentum',
     'conv_forward_naive' / 'conv_forward_im2col' -> 'conv', 'max_pool_forward_naive' -> 'max_pool',
     'spatial_groupnorm_forward' -> 'spatial_groupnorm', 'rnn_step_forward' -> 'rnn_step', 'lstm_forward' ->
@@ -996,12 +1005,20 @@ def split_user_arg(argv: Sequence[str]) -> Tuple[Optional[str], List[str]]:
 
 def main_user(spec: str, argv: Optional[Sequence[str]] = None) -> int:
     """``handnn-verify --user MODULE:FUNC [options]``: print the check table; 0 when everything matches, 1 on a
-    mismatch, 2 when the function cannot be loaded or its kind not told."""
+    mismatch, 2 when the function cannot be loaded or its kind not told. A FILE (.py or .ipynb) without ``:FUNC``
+    or a DIR (a class of submissions) is graded whole by :func:`reference.grade.main_grade`."""
+    if Path(spec).is_dir() or (":" not in Path(spec).name and Path(spec).suffix in (".py", ".ipynb")):
+        from .grade import main_grade
+
+        return main_grade(spec, argv)
     parser = argparse.ArgumentParser(
         prog=f"handnn-verify --user {spec}",
         description="Check your own CS231n-style forward function (its *_backward found by name), "
                     "temporal_softmax_loss or update rule against torch.")
-    parser.add_argument("--kind", choices=LAYER_KINDS + SEQUENCE_KINDS + UPDATE_KINDS,
+    from .kinds import KINDS, Options, load, partner_functions
+
+    load()
+    parser.add_argument("--kind", choices=LAYER_KINDS + SEQUENCE_KINDS + UPDATE_KINDS + tuple(KINDS),
                         help="default: inferred from FUNC's name")
     parser.add_argument("--backward", metavar="FUNC", help="the backward function (default: FUNC with "
                         "_forward replaced by _backward, when it exists)")
@@ -1023,7 +1040,11 @@ def main_user(spec: str, argv: Optional[Sequence[str]] = None) -> int:
               f"(one of {', '.join(LAYER_KINDS + SEQUENCE_KINDS + UPDATE_KINDS)})", file=sys.stderr)
         return 2
     try:
-        if kind in UPDATE_KINDS:
+        if kind in KINDS:
+            registered = KINDS[kind]
+            report = registered.run(partner_functions(registered, forward, vars(module)),
+                                    Options(dtype=args.dtype, seed=args.seed))
+        elif kind in UPDATE_KINDS:
             report = check_update(kind, forward, momentum_style=args.momentum_style or "cs231n",
                                   dtype=args.dtype, seed=args.seed)
         else:

@@ -84,7 +84,8 @@ TESTS: Dict[str, List[str]] = {
         "tests/unit/test_kernels.py", "tests/unit/test_special.py", "tests/unit/test_optim_unit.py",
         "tests/golden/test_golden.py", "tests/parity/test_large_inputs.py", "tests/parity/test_activations.py",
         "tests/parity/test_linear.py", "tests/parity/test_losses.py", "tests/parity/test_layernorm.py",
-        "tests/parity/test_batchnorm.py", "tests/parity/test_groupnorm.py", "tests/parity/test_optim.py"],
+        "tests/parity/test_batchnorm.py", "tests/parity/test_groupnorm.py", "tests/parity/test_optim.py",
+        "tests/parity/test_embedding.py", "tests/parity/test_attention.py"],
     "handnn/functional/activation.py": [
         "tests/unit/test_special.py", "tests/golden/test_golden.py", "tests/parity/test_activations.py",
         "tests/parity/test_large_inputs.py", "tests/parity/test_losses.py", "tests/parity/test_module_api.py",
@@ -103,6 +104,11 @@ TESTS: Dict[str, List[str]] = {
         "tests/parity/test_properties.py", "tests/parity/test_twin.py"],
     "handnn/functional/conv.py": ["tests/parity/test_conv.py", "tests/golden/test_golden.py"],
     "handnn/functional/pooling.py": ["tests/parity/test_pooling.py", "tests/golden/test_golden.py"],
+    "handnn/functional/rnn.py": ["tests/parity/test_rnn.py", "tests/parity/test_rnn_cells.py",
+                                 "tests/golden/test_golden.py"],
+    "handnn/functional/attention.py": ["tests/parity/test_attention.py", "tests/parity/test_transformer.py",
+                                       "tests/golden/test_golden.py"],
+    "handnn/functional/sparse.py": ["tests/parity/test_embedding.py", "tests/golden/test_golden.py"],
     "handnn/functional/special.py": [
         "tests/unit/test_special.py", "tests/golden/test_golden.py", "tests/parity/test_activations.py",
         "tests/parity/test_large_inputs.py"],
