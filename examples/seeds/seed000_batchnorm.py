@@ -1,4 +1,4 @@
-"""Seed 000 (``/work/shared/seeds/000_b971a5c6d6b3895a.txt``, "Regularization and Batch Normalization" lab report):
+"""Seed 000 (``../shared/seeds/000_b971a5c6d6b3895a.txt``, "Regularization and Batch Normalization" lab report):
 its BatchNorm training forward and its two backward passes, transcribed faithfully — formulas, names and comments
 unchanged.
 

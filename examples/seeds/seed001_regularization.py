@@ -1,4 +1,4 @@
-"""Seed 001 (``/work/shared/seeds/001_9f17ffa918c334eb.txt``, "CNN卷积网络的Python实现(二):
+"""Seed 001 (``../shared/seeds/001_9f17ffa918c334eb.txt``, "CNN卷积网络的Python实现(二):
 Regularization正则化实现", nickiwei, 2017, after CS231n assignment 2): its inverted dropout and BatchNorm,
 transcribed faithfully — bugs, conventions, comments and the global ``np.random.seed`` included. Nothing was added:
 the report gives whole functions.

@@ -1,4 +1,4 @@
-"""Seed 002 (``/work/shared/seeds/002_fa6b618802762480.txt``, "cs231n assignment2 Batch Normalization"): its
+"""Seed 002 (``../shared/seeds/002_fa6b618802762480.txt``, "cs231n assignment2 Batch Normalization"): its
 BatchNorm and LayerNorm code, transcribed faithfully — formulas, variable names, comments and bugs unchanged.
 
 The report shows only the bodies of the assignment's functions. The glue it omits (the ``def`` lines, reading

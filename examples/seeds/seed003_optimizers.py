@@ -1,4 +1,4 @@
-"""Seed 003 (``/work/shared/seeds/003_486b6e433aa40ccb.txt``, "Initialization, Gradient Checking and Optimization"
+"""Seed 003 (``../shared/seeds/003_486b6e433aa40ccb.txt``, "Initialization, Gradient Checking and Optimization"
 lab report, deeplearning.ai's assignment): its gradient-descent, momentum and Adam updates, transcribed faithfully.
 
 The report's code is OCR'd: ``str(1+1)`` is ``str(l+1)`` (the letter l), ``np. zeros`` is ``np.zeros``, and the

@@ -137,3 +137,23 @@ def test_checker_catches(snippet):
 ])
 def test_checker_accepts(snippet):
     assert violations(snippet) == []
+
+
+def test_the_package_ships_py_typed():
+    """handnn is fully type-hinted: the PEP 561 marker makes type checkers read the hints (packaged in pyproject)."""
+    import importlib.resources
+    from pathlib import Path
+
+    assert importlib.resources.files("handnn").joinpath("py.typed").is_file()
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'handnn = ["py.typed"]' in pyproject
+
+
+def test_the_seed_examples_name_their_seeds_relative_to_the_repository():
+    """No machine's absolute path in the examples: the seeds are named by ../shared/seeds/NAME."""
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "seeds"
+    for path in examples.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "/work/" not in text and "``../shared/seeds/" in text.split("\n", 1)[0], path.name
