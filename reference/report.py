@@ -149,6 +149,28 @@ def format_table(rows: List[List[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def summary_rows(results: Sequence[Tuple[str, Comparison]]) -> List[List[str]]:
+    """One row per component, in the battery's order: its checks (passed / total, both dtypes), its worst
+    relative error among the checks, and the verdict."""
+    by_component: Dict[str, List[Comparison]] = {}
+    for component, r in results:
+        by_component.setdefault(component, []).append(r)
+    rows = []
+    for component, checks in by_component.items():
+        passed = sum(r.passed for r in checks)
+        worst = max(checks, key=lambda r: (not r.passed, r.max_rel if np.isfinite(r.max_rel) else np.inf))
+        rows.append([component, f"{passed}/{len(checks)}", f"{worst.max_rel:.2e} ({worst.name}, {worst.dtype})",
+                     "ok" if passed == len(checks) else f"MISMATCH ({len(checks) - passed} failed)"])
+    return rows
+
+
+def format_summary(rows: List[List[str]]) -> str:
+    header = ["component", "checks", "worst rel err (check, dtype)", "verdict"]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     spec, rest = split_user_arg(argv)
@@ -159,6 +181,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dtype", choices=["float64", "float32"], action="append",
                         help="dtype(s) to check (default: both)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="print every check (default: one line per component, the failing checks in full)")
     parser.add_argument("--user", metavar="MODULE:FUNC",
                         help="check your own CS231n-style layer or update rule against torch instead (options: --kind "
                              "--backward --momentum-style --keep-prob --dtype --seed --json)")
@@ -173,8 +197,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("handnn parity report — " + ", ".join(f"{k} {v}" for k, v in info.items()))
     print("tolerances (rtol, atol x max(1, max|expected|)): " + ", ".join(
         f"{d} {tolerance(d)}" for d in dtypes))
-    print(format_table([_row(c, r) for c, r in results]))
     failed = [(c, r) for c, r in results if not r.passed]
+    if args.verbose:
+        print(format_table([_row(c, r) for c, r in results]))
+    else:
+        print(format_summary(summary_rows(results)))
+        if failed:
+            print("\nfailing checks:")
+            print(format_table([_row(c, r) for c, r in failed]))
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed "
           f"({len({c for c, _ in results})} components, {len(results)} checks)")
     if args.json:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -169,3 +170,26 @@ def test_report_fails_on_a_wrong_initialiser(monkeypatch, capsys, only, planted)
     text = capsys.readouterr().out
     assert status == 1
     assert "distribution: KS" in text and "MISMATCH" in text
+
+
+def test_default_output_is_one_line_per_component_and_verbose_every_check(capsys):
+    assert report.main(["--only", "Linear*", "--dtype", "float64"]) == 0
+    short = capsys.readouterr().out
+    components = [c.component for c in report.layer_cases() if c.component.startswith("Linear")]
+    table = [line for line in short.splitlines() if line.startswith("Linear")]
+    assert [line.split("  ")[0] for line in table] == components
+    assert all(line.rstrip().endswith("ok") and re.search(r"\((eval )?(out|dx|grad \w+), float64\)", line)
+               for line in table)  # the worst check named
+    assert report.main(["--only", "Linear*", "--dtype", "float64", "--verbose"]) == 0
+    long = capsys.readouterr().out
+    assert sum(line.startswith("Linear") for line in long.splitlines()) > 2 * len(components)
+
+
+def test_default_output_prints_the_failing_checks_in_full(monkeypatch, capsys):
+    real = F.linear_forward
+    monkeypatch.setattr(F, "linear_forward", lambda x, w, b=None: real(x, w, None if b is None else 2 * b))
+    assert report.main(["--only", "Linear", "--dtype", "float64"]) == 1
+    text = capsys.readouterr().out
+    assert "MISMATCH (" in text and "failing checks:" in text
+    failing = text.split("failing checks:")[1]
+    assert "out" in failing and "float64" in failing
