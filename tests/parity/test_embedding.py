@@ -306,6 +306,14 @@ def test_embedding_padding_idx_out_of_range_raises_like_torch(padding_idx):
         embedding_forward(np.array([0]), np.zeros((NUM, DIM)), padding_idx)
 
 
+@pytest.mark.parametrize("num, padding_idx", [(1, 1), (2, 2), (1, -2)])
+def test_embedding_padding_idx_at_the_edge_of_a_tiny_table_raises_like_torch(num, padding_idx):
+    """padding_idx == num_embeddings is out of range even for a table of one or two rows (the bound is not 0)."""
+    expected = torch_error(lambda: torch.nn.Embedding(num, DIM, padding_idx=padding_idx))
+    with pytest.raises(type(expected), match="Padding_idx must be within num_embeddings"):
+        Embedding(num, DIM, padding_idx=padding_idx)
+
+
 def test_embedding_negative_size_raises_like_torch():
     expected = torch_error(lambda: torch.nn.Embedding(-1, DIM))
     with pytest.raises(type(expected), match="negative dimension"):
