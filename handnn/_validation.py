@@ -5,7 +5,7 @@ and what was given. None of them copies or modifies the array it checks.
 
 handnn computes in float32 and float64 only. For another dtype, an operation either raises the class torch raises for
 that kind of dtype (``refuses``), or — where torch would compute — ``TypeError`` naming the dtype, so that the cast is
-the caller's visible choice (a documented deviation, README "Where handnn differs from torch").
+the caller's visible choice (a documented deviation, docs/differences.md).
 """
 from __future__ import annotations
 

@@ -228,7 +228,7 @@ def test_no_input_channels_like_torch(rng):
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
 def test_nan_and_inf_give_torchs_pattern_without_warnings(mode, dtype, rng):
     """NaN and +-inf in the input and the upstream gradient: torch's NaN/inf pattern in the output and every
-    gradient, and no NumPy warning but the BLAS products' (README, 'Where handnn differs from torch')."""
+    gradient, and no NumPy warning but the BLAS products' (docs/differences.md)."""
     layer = nn.Conv2d(C_IN, C_OUT, 3, padding=1, padding_mode=mode, dtype=dtype, rng=rng)
     x = rng.normal(size=(N, C_IN, H, W)).astype(dtype)
     x[0, 1, 2, 3], x[1, 0, 4, 4], x[2, 3, 0, 0] = np.nan, np.inf, -np.inf
