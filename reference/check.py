@@ -44,7 +44,14 @@ repeated words, the temporal softmax loss with ``F.cross_entropy(reduction='sum'
 Every comparison uses the tolerance table (``reference.tolerances``); a failed one carries the likely cause from
 ``reference.diagnosis``.
 
-Conventions (``momentum_style``, ``p_is_keep_prob``):
+Course profiles (``course``, ``--course cs231n|dlai|d2l|nndl|torch``; :data:`PROFILES`): a table of each course's
+prescribed rules — the running statistics' momentum form, the biased or unbiased running variance, dropout's p as
+the keep or the drop probability, eps placement, the SGD-momentum form, Adam's step count, RMSprop's eps, the L2 cost
+scaling. Under a profile, code following the course's rule passes and the report adds a passing note row "course
+convention: <rule> (torch: <torch's rule>)" (quoting the learner's docstring when it states dropout's p); without
+it, a mismatch a course's rule explains is diagnosed "... matches the cs231n convention: pass `--course cs231n`".
+``momentum_style`` and ``p_is_keep_prob`` (``--momentum-style``, ``--keep-prob``) are finer switches overriding the
+course's rule:
 
 - BatchNorm ``'torch'``: ``running = (1 − m)·running + m·batch``; ``'cs231n'``:
   ``running = m·running + (1 − m)·batch`` (CS231n's 0.9 is torch's 0.1). Torch's running variance is the unbiased
@@ -53,28 +60,36 @@ Conventions (``momentum_style``, ``p_is_keep_prob``):
 - SGD momentum ``'cs231n'``: ``v = μv − lr·dw; w += v`` ≡ ``SGD(lr, momentum=μ)``; ``'dlai'`` (deeplearning.ai):
   ``v = βv + (1 − β)·dw; w −= lr·v`` ≡ ``SGD(lr·(1 − β), momentum=β)``.
 
-From the command line: ``handnn-verify --user path/to/layers.py:batchnorm_forward --momentum-style cs231n``,
+Gradients returned with kept dimensions ((1, D) for (D,)) are compared by value and fail as "values right, shape
+(1, D) instead of (D,)"; a function whose signature cannot take the course's arguments fails as "signature: expected
+f(x, gamma, beta, bn_param), got f(x, gamma)"; a crash from a Python 2 or pre-2.0 NumPy habit (``np.float``,
+``np.product``, ``newshape=``, ``xrange``, ``/`` giving a float index) names it.
+
+From the command line: ``handnn-verify --user path/to/layers.py:batchnorm_forward --course cs231n``,
 ``handnn-verify --user layers.py:conv_forward_naive``, ``handnn-verify --user rnn_layers.py:lstm_forward``
-(:func:`main_user`; the backward is found by name: ``conv_forward_fast`` → ``conv_backward_fast``).
+(:func:`main_user`; the backward is found by name: ``conv_forward_fast`` → ``conv_backward_fast``; a backward named
+alone, ``layers.py:batchnorm_backward_alt``, is checked with its forward ``batchnorm_forward``).
 """
 from __future__ import annotations
 
 import argparse
+import contextvars
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .diagnosis import diagnose, keep_rate_cause
+from .diagnosis import ADAM_T_AHEAD, diagnose, keep_rate_cause, shared_mask_cause
 from .tolerances import Comparison, compare
 from .twin import TORCH_DTYPES, to_numpy, to_tensor
 
@@ -126,6 +141,161 @@ EMBEDDING_SHAPE = (3, 5, 7, 4)
 TEMPORAL_AFFINE_SHAPE = (3, 4, 5, 7)
 #: (N, T, V) of temporal_softmax_loss
 SOFTMAX_SHAPE = (3, 5, 7)
+
+# ---- course profiles ------------------------------------------------------------------------------------------------
+#: each rule a profile sets: its values and what they say (the text of the report's note rows and hints)
+RULES: Dict[str, Dict[str, str]] = {
+    "bn_momentum": {
+        "torch": "running = (1 − momentum)·running + momentum·batch, momentum 0.1",
+        "ema": "running = momentum·running + (1 − momentum)·batch, momentum 0.9"},
+    "running_var": {
+        "unbiased": "running_var averages the unbiased batch variance Σ(x − μ)²/(n − 1)",
+        "biased": "running_var averages the biased batch variance Σ(x − μ)²/n (np.var)"},
+    "dropout_p": {
+        "drop": "dropout p is the drop probability (keep with 1 − p)",
+        "keep": "dropout p is the keep probability (keep_prob)"},
+    "bn_eps": {
+        "inside": "eps inside the square root: (x − μ)/√(σ² + eps)"},
+    "sgd_momentum": {
+        "torch": "buf = μ·buf + dw; w −= lr·buf",
+        "cs231n": "v = μ·v − lr·dw; w += v (torch's steps while lr is constant)",
+        "dlai": "v = β·v + (1 − β)·dw; w −= lr·v (torch SGD(lr·(1 − β), momentum=β))"},
+    "adam_t": {
+        "before": "t incremented before use: t = 1 at the first step",
+        "after": "t starts at 1 and is incremented after the update (t = 1 at the first step, as torch's)"},
+    "rmsprop_eps": {
+        "outside": "RMSprop divides by √s + eps",
+        "inside": "RMSprop divides by √(s + eps)"},
+    "cost": {
+        "lambda/2": "L2 cost (λ/2)·ΣW², dW += λ·W (torch weight_decay = λ)",
+        "lambda/(2m)": "L2 cost λ/(2m)·ΣW², dW += (λ/m)·W (torch weight_decay = λ/m)"},
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A course's prescribed rules (:data:`RULES` gives each value's meaning); ``source`` says where they are
+    written. Under ``--course NAME`` code following these rules passes, with a note row per rule that differs from
+    torch's."""
+
+    name: str
+    source: str
+    bn_momentum: str = "torch"
+    bn_momentum_value: float = 0.1
+    running_var: str = "unbiased"
+    dropout_p: str = "drop"
+    bn_eps: str = "inside"
+    sgd_momentum: str = "torch"
+    adam_t: str = "before"
+    rmsprop_eps: str = "outside"
+    cost: str = "lambda/2"
+
+    def rule(self, name: str) -> str:
+        return RULES[name][getattr(self, name)]
+
+
+#: the course profiles of ``--course``; 'torch' (no course) is the default
+PROFILES: Dict[str, Profile] = {p.name: p for p in (
+    Profile("cs231n", "CS231n assignment 2 (layers.py docstrings: batchnorm_forward's running averages with "
+            "momentum 0.9 and np.var; dropout_forward \"We keep each neuron output with probability p\"; optim.py "
+            "sgd_momentum v = mu*v - lr*dw, adam's t += 1 before use)",
+            bn_momentum="ema", bn_momentum_value=0.9, running_var="biased", dropout_p="keep",
+            sgd_momentum="cs231n"),
+    Profile("dlai", "deeplearning.ai course 2 (keep_prob dropout; momentum v = βv + (1 − β)dW; Adam with t counted "
+            "from 1 by the training loop; L2 cost λ/(2m)·ΣW²; batch norm's exponentially weighted averages, β 0.9)",
+            bn_momentum="ema", bn_momentum_value=0.9, running_var="biased", dropout_p="keep",
+            sgd_momentum="dlai", cost="lambda/(2m)"),
+    Profile("d2l", "Dive into Deep Learning (zh.d2l.ai 7.5 batch_norm: momentum 0.9, var = ((X − mean)**2).mean(); "
+            "dropout_layer's dropout drops; sgd_momentum v = momentum·v + grad; adam's t used, then t += 1; "
+            "rmsprop divides by √(s + eps))",
+            bn_momentum="ema", bn_momentum_value=0.9, running_var="biased", adam_t="after", rmsprop_eps="inside"),
+    Profile("nndl", "Neural Networks and Deep Learning (nndl, 邱锡鹏) and its Paddle casebook: BatchNorm as paddle's "
+            "(momentum 0.9, biased running variance); Dropout(drop_rate); momentum Δθ = ρΔθ − αg; RMSprop "
+            "√(G + ε); L2 cost λ/(2·data_size)·ΣW²",
+            bn_momentum="ema", bn_momentum_value=0.9, running_var="biased", sgd_momentum="cs231n",
+            rmsprop_eps="inside", cost="lambda/(2m)"),
+    Profile("torch", "PyTorch (docs/torch-semantics.md)"),
+)}
+COURSES = tuple(PROFILES)
+
+#: rules with the same effect on the checks (CS231n's momentum form is torch's at a constant learning rate)
+_EQUIVALENT = {("sgd_momentum", "cs231n"): "torch"}
+
+
+def get_profile(course: Optional[str]) -> Profile:
+    """The profile of ``course`` (None: torch's), or a ValueError naming the courses."""
+    name = "torch" if course is None else str(course).lower()
+    if name not in PROFILES:
+        raise ValueError(f"course must be one of {list(COURSES)}, but got {course!r}")
+    return PROFILES[name]
+
+
+def _rule_key(name: str, value: str) -> str:
+    return _EQUIVALENT.get((name, value), value)
+
+
+def courses_with(rules: Mapping[str, str]) -> List[str]:
+    """The courses whose profile prescribes every rule of ``rules`` (rule name -> value), in PROFILES order."""
+    return [p.name for p in PROFILES.values()
+            if all(_rule_key(k, getattr(p, k)) == _rule_key(k, v) for k, v in rules.items())]
+
+
+def course_hint(rules: Mapping[str, str], current: str = "torch") -> Optional[str]:
+    """"matches the cs231n convention (also d2l, nndl): pass `--course cs231n`" for the courses (other than
+    ``current``) prescribing ``rules``; None when none does."""
+    names = courses_with(rules)
+    if current in names:
+        if current == "torch":
+            return "matches torch's convention: leave out --momentum-style / --keep-prob"
+        return (f"matches the {current} convention you chose: leave out the finer switches (--momentum-style, "
+                "--keep-prob) that override it")
+    if not names:
+        return None
+    if "torch" in names:  # no course at all is the simplest advice
+        names.remove("torch")
+        names.insert(0, "torch")
+    also = f" (also {', '.join(names[1:])})" if len(names) > 1 else ""
+    if names[0] == "torch":
+        return f"matches torch's convention{also}: pass `--course torch`"
+    return f"matches the {names[0]} convention{also}: pass `--course {names[0]}`"
+
+
+def convention_row(name: str, course: str, detail: str = "") -> Optional["CheckRow"]:
+    """The note row of rule ``name`` under ``course`` — "course convention: <rule> (torch: <torch's rule>)", a
+    passing row — or None when the course's rule is torch's."""
+    prof, torch_prof = get_profile(course), PROFILES["torch"]
+    if getattr(prof, name) == getattr(torch_prof, name):
+        return None
+    text = f"course convention: {prof.rule(name)} (torch: {torch_prof.rule(name)})"
+    return CheckRow(Comparison(f"{prof.name}: {name}", "-", 0.0, 0.0, 0, 0), text + (f"; {detail}" if detail else ""))
+
+
+#: the rules each built-in kind follows (their note rows, in this order)
+KIND_RULES: Dict[str, Tuple[str, ...]] = {
+    "batchnorm": ("bn_momentum", "running_var"), "spatial_batchnorm": ("bn_momentum", "running_var"),
+    "dropout": ("dropout_p",), "sgd_momentum": ("sgd_momentum",), "rmsprop": ("rmsprop_eps",),
+}
+
+#: what a learner's docstring may say about dropout's p: (pattern, reading)
+_DOC_RULES = ((re.compile(r"\bkeep\w*\s+each\s+neuron\s+output\s+with\s+probability\s+p\b", re.I), "keep"),
+              (re.compile(r"\bdrop\w*\s+each\s+neuron\s+output\s+with\s+probability\s+p\b", re.I), "drop"),
+              (re.compile(r"\bkeep_prob\b"), "keep"),
+              (re.compile(r"\bprobability\s+of\s+keeping\b", re.I), "keep"),
+              (re.compile(r"\bprobability\s+of\s+(dropping|an\s+element\s+to\s+be\s+zeroed)\b", re.I), "drop"))
+
+
+def docstring_dropout_rule(fn: Optional[Callable]) -> Optional[Tuple[str, str]]:
+    """(``'keep'`` or ``'drop'``, the sentence) when ``fn``'s docstring states what dropout's p is, else None."""
+    doc = getattr(fn, "__doc__", None) or ""
+    for pattern, reading in _DOC_RULES:
+        found = pattern.search(doc)
+        if found:
+            start = doc.rfind("\n", 0, found.start()) + 1
+            end = doc.find("\n", found.end())
+            sentence = " ".join(doc[start:end if end >= 0 else len(doc)].split()).lstrip("-: ")
+            return reading, sentence
+    return None
+
 
 # ---- the report -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -214,8 +384,9 @@ class _UserFailure(Exception):
 class _Rows:
     """Collects comparisons; keeps the worst per check (with its context) and diagnoses the failed ones."""
 
-    def __init__(self, dtype: np.dtype) -> None:
+    def __init__(self, dtype: np.dtype, hints: Optional[Mapping[str, str]] = None) -> None:
         self.dtype = np.dtype(dtype)
+        self.hints = dict(hints or {})  # detector name -> course hint (see reference.diagnosis: course_hints)
         self._kept: Dict[str, Tuple[Comparison, Any, Any, Dict[str, Any]]] = {}
         self._fixed: Dict[str, CheckRow] = {}
         self._order: List[str] = []
@@ -234,6 +405,15 @@ class _Rows:
             if actual.dtype.kind not in "fiub":
                 result = Comparison(check, str(expected.dtype), np.inf, np.inf, expected.size, expected.size,
                                     f"not a numeric array ({type(actual).__name__} of {actual.dtype})")
+            elif actual.shape != expected.shape and _kept_dims(actual.shape, expected.shape):
+                # the same values with dimensions of size 1 kept (np.sum(..., keepdims=True)): compared by value
+                shape = f"shape {actual.shape} instead of {expected.shape}"
+                actual = actual.reshape(expected.shape)
+                values = compare(check, actual, expected)
+                problem = f"values right, {shape}" if values.passed else \
+                    "; ".join(filter(None, (shape, values.problem)))
+                result = Comparison(check, values.dtype, values.max_abs, values.max_rel, values.mismatches,
+                                    values.total, problem)
             else:
                 result = compare(check, actual, expected)
         previous = self._kept.get(check)
@@ -261,9 +441,18 @@ class _Rows:
             result, actual, expected, context = self._kept[check]
             cause = None
             if not result.passed and actual is not None and np.asarray(actual).dtype.kind in "fiub":
+                if self.hints and "course_hints" not in context:
+                    context = {**context, "course_hints": self.hints}
                 cause = diagnose(check, actual, expected, **context)
             out.append(CheckRow(result, cause))
         return out
+
+
+def _kept_dims(actual: Tuple[int, ...], expected: Tuple[int, ...]) -> bool:
+    """Whether ``actual`` is ``expected`` with dimensions of size 1 added or dropped ((1, D) for (D,), (1, C, 1, 1)
+    for (C,)): the same values in another shape."""
+    return int(np.prod(actual)) == int(np.prod(expected)) and \
+        [d for d in actual if d != 1] == [d for d in expected if d != 1]
 
 
 def _badness(c: Comparison) -> Tuple[int, float]:
@@ -271,12 +460,119 @@ def _badness(c: Comparison) -> Tuple[int, float]:
 
 
 # ---- calling user code ----------------------------------------------------------------------------------------------
-def _call(check: str, fn: Callable, *args: Any) -> Any:
+#: the call each user function is checked with: id(function) -> "name(params)" (set by check_layer/check_update)
+_SIGNATURES: contextvars.ContextVar[Dict[int, str]] = contextvars.ContextVar("handnn_signatures", default={})
+
+#: the parameters of each built-in kind's functions as the course names them: (forward, backward)
+KIND_SIGNATURES: Dict[str, Tuple[str, Optional[str]]] = {
+    "affine": ("x, w, b", "dout, cache"), "relu": ("x", "dout, cache"),
+    "batchnorm": ("x, gamma, beta, bn_param", "dout, cache"),
+    "spatial_batchnorm": ("x, gamma, beta, bn_param", "dout, cache"),
+    "layernorm": ("x, gamma, beta, ln_param", "dout, cache"), "dropout": ("x, dropout_param", "dout, cache"),
+    "conv": ("x, w, b, conv_param", "dout, cache"), "max_pool": ("x, pool_param", "dout, cache"),
+    "spatial_groupnorm": ("x, gamma, beta, G, gn_param", "dout, cache"),
+    "rnn_step": ("x, prev_h, Wx, Wh, b", "dnext_h, cache"), "rnn": ("x, h0, Wx, Wh, b", "dh, cache"),
+    "word_embedding": ("x, W", "dout, cache"), "temporal_affine": ("x, w, b", "dout, cache"),
+    "temporal_softmax_loss": ("x, y, mask", None),
+    "lstm_step": ("x, prev_h, prev_c, Wx, Wh, b", "dnext_h, dnext_c, cache"),
+    "lstm": ("x, h0, Wx, Wh, b", "dh, cache"),
+    "sgd": ("w, dw, config", None), "sgd_momentum": ("w, dw, config", None), "rmsprop": ("w, dw, config", None),
+    "adam": ("w, dw, config", None),
+}
+
+
+def _expect_signatures(kind: str, forward: Optional[Callable], backward: Optional[Callable] = None
+                       ) -> contextvars.Token:
+    """Tell :func:`_call` the parameters ``forward``/``backward`` are called with (reset with the token)."""
+    params = KIND_SIGNATURES.get(kind, (None, None))
+    known = {id(fn): f"{_name(fn)}({names})" for fn, names in zip((forward, backward), params)
+             if fn is not None and names is not None}
+    return _SIGNATURES.set(known)
+
+
+def _signature_problem(fn: Callable, args: Sequence[Any], expected: Optional[str]) -> Optional[str]:
+    """"signature: expected f(x, gamma, beta, bn_param), got f(x, gamma)" when ``fn`` cannot take ``args``."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or an object without a signature: let the call tell
+        return None
+    try:
+        signature.bind(*args)
+    except TypeError as exc:
+        name = _name(fn)
+        wanted = expected or _SIGNATURES.get().get(id(fn)) or f"{name}(<{len(args)} positional arguments>)"
+        if "(" in wanted and not wanted.startswith(name + "("):
+            wanted = name + wanted[wanted.index("("):]
+        return f"signature: expected {wanted}, got {name}{signature} ({exc})"
+    return None
+
+
+#: errors from code written for Python 2 or for NumPy before 2.x: (exception type, message pattern, advice)
+_ALIASES = {"float": "float (or np.float64)", "int": "int (or np.int64)", "bool": "bool (or np.bool_)",
+            "object": "object", "str": "str", "complex": "complex (or np.complex128)", "long": "int",
+            "unicode": "str"}
+_REMOVED = {"product": "np.prod", "cumproduct": "np.cumprod", "alltrue": "np.all", "sometrue": "np.any",
+            "asscalar": "a.item()", "in1d": "np.isin", "trapz": "np.trapezoid", "rank": "np.ndim",
+            "msort": "np.sort(a, axis=0)", "round_": "np.round", "float_": "np.float64", "NaN": "np.nan",
+            "Inf": "np.inf", "asfarray": "np.asarray(a, dtype=float)", "row_stack": "np.vstack"}
+_PYTHON2_NAMES = {"xrange": "Python 2's xrange: use range", "raw_input": "Python 2's raw_input: use input",
+                  "unicode": "Python 2's unicode: use str", "basestring": "Python 2's basestring: use str",
+                  "long": "Python 2's long: use int", "unichr": "Python 2's unichr: use chr",
+                  "reduce": "Python 2's builtin reduce: from functools import reduce",
+                  "cPickle": "Python 2's cPickle: import pickle"}
+_FLOAT_INDEX = "Python 3's / is float division: use // for indices, sizes and ranges (H // stride, N // 2)"
+_INCOMPATIBLE: Tuple[Tuple[type, "re.Pattern[str]", Callable[["re.Match[str]"], str]], ...] = (
+    (TypeError, re.compile(r"unexpected keyword argument 'newshape'"),
+     lambda m: "np.reshape(..., newshape=...) is gone in NumPy 2.1+: use shape=... (or pass the shape "
+               "positionally)"),
+    (AttributeError, re.compile(r"module 'numpy' has no attribute '(\w+)'|`np\.(\w+)` was removed"),
+     lambda m: _numpy_name_advice(m.group(1) or m.group(2))),
+    (NameError, re.compile(r"name '(xrange|raw_input|unicode|basestring|long|unichr|reduce|cPickle)' is not "
+                           r"defined"),
+     lambda m: _PYTHON2_NAMES[m.group(1)]),
+    (AttributeError, re.compile(r"'dict' object has no attribute '(iteritems|itervalues|iterkeys|has_key)'"),
+     lambda m: f"Python 2's dict.{m.group(1)}: use " + (".items()/.values()/.keys()" if m.group(1) != "has_key"
+                                                         else "key in d")),
+    (TypeError, re.compile(r"slice indices must be integers"), lambda m: _FLOAT_INDEX),
+    (IndexError, re.compile(r"only integers, slices"), lambda m: _FLOAT_INDEX),
+    (TypeError, re.compile(r"'float' object cannot be interpreted as an integer"), lambda m: _FLOAT_INDEX),
+)
+
+
+def _numpy_name_advice(name: str) -> str:
+    if name in _ALIASES:
+        return f"np.{name} was an alias of the builtin, removed in NumPy 1.24: use {_ALIASES[name]}"
+    if name in _REMOVED:
+        return f"np.{name} was removed in NumPy 2: use {_REMOVED[name]}"
+    return f"np.{name} does not exist in NumPy {np.__version__}: a name from an older NumPy"
+
+
+def incompatibility(exc: BaseException) -> Optional[str]:
+    """The Python 2 / old-NumPy habit behind ``exc`` (np.float, np.product, newshape=, xrange, / as an index), as
+    advice, or None."""
+    text = str(exc)
+    for kind, pattern, advice in _INCOMPATIBLE:
+        if isinstance(exc, kind):
+            found = pattern.search(text)
+            if found:
+                return advice(found)
+    return None
+
+
+def _call(check: str, fn: Callable, *args: Any, expected: Optional[str] = None) -> Any:
+    """``fn(*args)``; a :class:`_UserFailure` of ``check`` when the signature does not take ``args`` ("signature:
+    expected f(x, gamma, beta, bn_param), got f(x, gamma)"; ``expected`` overrides the signature registered for
+    ``fn``) or when ``fn`` raises (naming a Python 2 / NumPy 2 incompatibility when one explains it)."""
+    problem = _signature_problem(fn, args, expected)
+    if problem:
+        raise _UserFailure(check, problem)
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 — any error in user code becomes a failed check, not a crash
-        raise _UserFailure(check, f"{getattr(fn, '__name__', 'function')} raised {type(exc).__name__}: {exc}") \
-            from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        advice = incompatibility(exc)
+        message = f"{_name(fn) if fn is not None else 'function'} raised {type(exc).__name__}: {first}"
+        raise _UserFailure(check, message + (f" — {advice}" if advice else "")) from exc
 
 
 def _unpack(check: str, value: Any, count: int, what: str) -> Tuple[Any, ...]:
@@ -307,6 +603,9 @@ class _Settings:
     torch_momentum: float
     user_p: float
     torch_p: float
+    biased_var: bool = False  # the expected running variance is the biased one (a course profile's rule)
+    p_is_keep_prob: bool = False
+    hints: Mapping[str, str] = field(default_factory=dict)  # detector name -> course hint
 
     @property
     def tdtype(self) -> torch.dtype:
@@ -336,14 +635,16 @@ def _run_affine(forward: Callable, backward: Optional[Callable], rows: _Rows, s:
 def _run_relu(forward: Callable, backward: Optional[Callable], rows: _Rows, s: _Settings) -> None:
     for _ in range(s.steps):
         x = s.rng.normal(size=(8, 9)).astype(s.dtype)
+        x.flat[::5] = 0  # exact zeros at the kink: torch's gradient there is 0 (x > 0, not x >= 0)
         dout = s.rng.normal(size=x.shape).astype(s.dtype)
         out, cache = _unpack("out", _call("out", forward, x.copy()), 2, "(out, cache)")
         xt = _leaf(x)
         yt = torch.relu(xt)
         yt.backward(to_tensor(dout))
-        rows.add("out", out, yt, kind="relu")
+        rows.add("out", out, yt, kind="relu", x=x)
         if backward is not None:
-            rows.add("dx", _call("dx", backward, dout.copy(), cache), _grad(xt), kind="relu", n=x.shape[0])
+            rows.add("dx", _call("dx", backward, dout.copy(), cache), _grad(xt), kind="relu", n=x.shape[0], x=x,
+                     dout=dout)
 
 
 def _norm_step(forward: Callable, backward: Optional[Callable], rows: _Rows, x: np.ndarray,
@@ -378,8 +679,10 @@ def _run_batchnorm(forward: Callable, backward: Optional[Callable], rows: _Rows,
     bn_param: Dict[str, Any] = {"mode": "train", "eps": s.eps, "momentum": s.user_momentum,
                                 "running_mean": np.zeros(c, s.dtype), "running_var": np.ones(c, s.dtype)}
     rm, rv = torch.zeros(c, dtype=s.tdtype), torch.ones(c, dtype=s.tdtype)
+    rv_biased = torch.ones(c, dtype=s.tdtype)  # the course's running variance (profile: biased), torch's update form
     context = {"kind": "batchnorm", "gamma": gamma, "beta": beta, "eps": s.eps}
     n = int(np.prod(shape)) // c
+    axes = (0, *range(2, len(shape)))
     batches: List[np.ndarray] = []
     for _ in range(s.steps):
         x = (s.rng.standard_normal(shape) * scale + loc).astype(s.dtype)
@@ -388,9 +691,13 @@ def _run_batchnorm(forward: Callable, backward: Optional[Callable], rows: _Rows,
         train = lambda xt, wt, bt: F.batch_norm(xt, rm, rv, wt, bt, training=True,  # noqa: E731
                                                 momentum=s.torch_momentum, eps=s.eps)
         _norm_step(forward, backward, rows, x, dout, gamma, beta, bn_param, train, {**context, "n": n})
-        stats = {**context, "batches": list(batches), "momentum": s.torch_momentum, "n": n}
+        m = s.torch_momentum
+        rv_biased = (1 - m) * rv_biased + m * to_tensor(x).var(dim=axes, unbiased=False)
+        stats = {**context, "batches": list(batches), "momentum": m, "n": n, "unbiased_var": not s.biased_var}
         rows.add("running_mean", _stat(bn_param, "running_mean"), rm, **stats)
-        rows.add("running_var", _stat(bn_param, "running_var"), rv, **stats)
+        rows.add("running_var", _stat(bn_param, "running_var"), rv_biased if s.biased_var else rv, **stats)
+    if s.biased_var:
+        rv = rv_biased  # test mode normalises with the course's running variance
     # test mode: torch with its own running statistics, then torch with the user's (the formula alone)
     x = (s.rng.standard_normal(shape) * scale + loc).astype(s.dtype)
     user_mean, user_var = _stat(bn_param, "running_mean"), _stat(bn_param, "running_var")
@@ -429,6 +736,7 @@ def _run_dropout(forward: Callable, backward: Optional[Callable], rows: _Rows, s
     p = s.torch_p
     param: Dict[str, Any] = {"mode": "train", "p": s.user_p}
     kept = total = 0
+    masks: List[np.ndarray] = []
     for _ in range(s.steps):
         x = s.rng.standard_normal(shape).astype(s.dtype)
         x[x == 0] = 1  # no zero inputs: a zero in the output then means "dropped"
@@ -441,6 +749,7 @@ def _run_dropout(forward: Callable, backward: Optional[Callable], rows: _Rows, s
             continue
         # the user's mask, recovered from its output (x has no zeros): torch applies the same one
         mask = out_array != 0
+        masks.append(mask)
         kept, total = kept + int(mask.sum()), total + mask.size
         xt = _leaf(x)
         noise = torch.from_numpy(mask).to(s.tdtype)
@@ -451,7 +760,8 @@ def _run_dropout(forward: Callable, backward: Optional[Callable], rows: _Rows, s
         if backward is not None:
             rows.add("dx", _call("dx", backward, dout.copy(), cache), _grad(xt), **context)
     if total:
-        rows.fixed(_keep_rate_row(kept, total, p))
+        rows.fixed(_keep_rate_row(kept, total, p, s))
+        rows.fixed(_mask_row(masks, 1 - p))
     param["mode"] = "test"
     x = s.rng.standard_normal(shape).astype(s.dtype)
     dout = s.rng.standard_normal(shape).astype(s.dtype)
@@ -660,6 +970,9 @@ def _run_temporal_softmax_loss(loss_fn: Callable, backward: Optional[Callable], 
     n, steps, vocab = SOFTMAX_SHAPE
     for _ in range(s.steps):
         x = (2.0 * s.rng.standard_normal((n, steps, vocab))).astype(s.dtype)
+        # large logits at two positions (softmax is unchanged by a shift): exp without the max shift overflows
+        x[0, 1] += 1000
+        x[-1, 0] -= 1000
         y = s.rng.integers(0, vocab, (n, steps))
         mask = s.rng.random((n, steps)) < 0.6
         mask[0, 0], mask[-1, -1] = True, False  # both kinds of position; the count is neither N, T nor N·T:
@@ -678,15 +991,29 @@ def _run_temporal_softmax_loss(loss_fn: Callable, backward: Optional[Callable], 
         rows.add("dx", dx, _grad(xt), **context)
 
 
-def _keep_rate_row(kept: int, total: int, p: float) -> CheckRow:
-    """The fraction kept against 1 − p: a mismatch beyond KEEP_RATE_SIGMAS binomial standard deviations."""
+def _keep_rate_row(kept: int, total: int, p: float, s: Optional[_Settings] = None) -> CheckRow:
+    """The fraction kept against 1 − p: a mismatch beyond KEEP_RATE_SIGMAS binomial standard deviations (with the
+    course hint of ``s`` when p was read the other way)."""
     q = 1.0 - p
     rate = kept / total
     error = abs(rate - q)
     bound = KEEP_RATE_SIGMAS * np.sqrt(q * (1 - q) / total)
     bad = error > bound
     row = Comparison("keep rate", "-", error, error / q if q else np.inf, int(bad), 1)
-    return CheckRow(row, keep_rate_cause(kept, total, p, KEEP_RATE_SIGMAS) if bad else None)
+    cause = keep_rate_cause(kept, total, p, KEEP_RATE_SIGMAS, p_is_keep_prob=bool(s and s.p_is_keep_prob)) \
+        if bad else None
+    hint = s.hints.get("dropout_over_p") if s is not None else None
+    if cause and hint and "probability" in cause and "nothing" not in cause:
+        cause = f"{cause}; {hint}"
+    return CheckRow(row, cause)
+
+
+def _mask_row(masks: List[np.ndarray], keep: float) -> CheckRow:
+    """Whether the training masks are drawn per element: rows, columns and calls must not repeat far above chance
+    (:func:`reference.diagnosis.shared_mask_cause`)."""
+    cause = shared_mask_cause(masks, keep)
+    return CheckRow(Comparison("mask independence", "-", 0.0, 0.0, int(cause is not None), 1,
+                               "masks repeat" if cause else ""), cause)
 
 
 _LAYER_RUNNERS: Dict[str, Callable[..., None]] = {
@@ -743,9 +1070,9 @@ def _sequence_conventions(kind: str, steps: int) -> List[str]:
 
 
 def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = None, *,
-                momentum_style: str = "torch", p_is_keep_prob: bool = False, dtype: Any = np.float64,
-                seed: int = 0, steps: int = 3, eps: float = 1e-5, momentum: Optional[float] = None,
-                p: Optional[float] = None) -> CheckReport:
+                momentum_style: Optional[str] = None, p_is_keep_prob: Optional[bool] = None,
+                dtype: Any = np.float64, seed: int = 0, steps: int = 3, eps: float = 1e-5,
+                momentum: Optional[float] = None, p: Optional[float] = None, course: str = "torch") -> CheckReport:
     """Check a CS231n-style layer (``forward`` and optionally ``backward``) against torch.
 
     Parameters
@@ -759,12 +1086,14 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
         returns the gradients (dx alone for relu, dropout and max_pool, dW alone for word_embedding;
         lstm_step: ``backward(dnext_h, dnext_c, cache)``). Without ``backward`` only the forward checks run.
         temporal_softmax_loss has no backward: ``forward(x, y, mask) -> (loss, dx)``.
-    momentum_style : {'torch', 'cs231n'}
-        BatchNorm: how your ``bn_param['momentum']`` is used (module docstring). ``momentum`` (the value given to
-        your code) defaults to 0.1 for 'torch' and 0.9 for 'cs231n' — the same torch momentum 0.1.
-    p_is_keep_prob : bool
-        Dropout: your ``dropout_param['p']`` is the keep probability. ``p`` (the value given to your code)
-        defaults to a drop probability of 0.3 (keep 0.7): never 0.5, where the two readings coincide.
+    momentum_style : {'torch', 'cs231n'}, optional
+        BatchNorm: how your ``bn_param['momentum']`` is used (module docstring); a finer switch than ``course``
+        (default: the course's form). ``momentum`` (the value given to your code) defaults to 0.1 for 'torch' and
+        0.9 for 'cs231n' — the same torch momentum 0.1.
+    p_is_keep_prob : bool, optional
+        Dropout: your ``dropout_param['p']`` is the keep probability; a finer switch than ``course`` (default: the
+        course's reading). ``p`` (the value given to your code) defaults to a drop probability of 0.3 (keep 0.7):
+        never 0.5, where the two readings coincide.
     dtype : float64 or float32
         The dtype of every input; outputs must keep it.
     seed : int
@@ -775,31 +1104,52 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
         ``steps`` times on fresh inputs.
     eps : float
         BatchNorm/LayerNorm/GroupNorm eps, given to both sides.
+    course : {'torch', 'cs231n', 'dlai', 'd2l', 'nndl'}
+        The course profile (:data:`PROFILES`): its rules replace torch's where they differ (CS231n: running
+        statistics ``m·running + (1 − m)·batch`` with m 0.9, the biased running variance, p the keep probability),
+        and each such rule adds a passing note row "course convention: <rule> (torch: <torch's rule>)". Without a
+        course, a mismatch a course's rule explains is diagnosed "matches the <course> convention: pass
+        `--course <course>`".
 
     Returns
     -------
     CheckReport
-        One row per check (out, dx, parameter gradients, running_mean, running_var, eval out, keep rate, ...).
+        One row per check (out, dx, parameter gradients, running_mean, running_var, eval out, keep rate,
+        mask independence, ...), then the course's note rows.
     """
     kind = _check_kind(kind, LAYER_KINDS + SEQUENCE_KINDS)
     dt = _check_dtype(dtype)
+    prof = get_profile(course)
+    if momentum_style is None:
+        momentum_style = "cs231n" if prof.bn_momentum == "ema" else "torch"
     if momentum_style not in ("torch", "cs231n"):
         raise ValueError(f"momentum_style must be 'torch' or 'cs231n', but got {momentum_style!r}")
+    if p_is_keep_prob is None:
+        p_is_keep_prob = prof.dropout_p == "keep"
     user_m = momentum if momentum is not None else (0.9 if momentum_style == "cs231n" else 0.1)
     torch_m = 1 - user_m if momentum_style == "cs231n" else user_m
     user_p = p if p is not None else (0.7 if p_is_keep_prob else 0.3)
     if not 0 <= user_p <= 1:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {user_p}")
     torch_p = 1 - user_p if p_is_keep_prob else user_p
-    settings = _Settings(np.random.default_rng(seed), dt, steps, eps, user_m, torch_m, user_p, torch_p)
-    conventions = []
+    biased = prof.running_var == "biased"
+    effective = {"bn_momentum": "ema" if momentum_style == "cs231n" else "torch",
+                 "running_var": "biased" if biased else "unbiased", "dropout_p": "keep" if p_is_keep_prob else "drop"}
+    doc_rule = docstring_dropout_rule(forward) if kind == "dropout" else None
+    hints = _layer_hints(effective, prof.name, doc_rule)
+    settings = _Settings(np.random.default_rng(seed), dt, steps, eps, user_m, torch_m, user_p, torch_p,
+                         biased_var=biased, p_is_keep_prob=p_is_keep_prob, hints=hints)
+    conventions = [f"course profile {prof.name}: {prof.source}"] if prof.name != "torch" else []
     if kind in ("batchnorm", "spatial_batchnorm"):
         conventions.append(f"momentum_style={momentum_style!r}: your momentum {user_m:g} = torch momentum "
-                           f"{torch_m:g}; eps {eps:g}; {steps} training steps, then test mode")
+                           f"{torch_m:g}; running_var {effective['running_var']}; eps {eps:g}; {steps} training "
+                           "steps, then test mode")
     if kind == "dropout":
         reading = "keep" if p_is_keep_prob else "drop"
         conventions.append(f"p_is_keep_prob={p_is_keep_prob}: your p {user_p:g} ({reading} probability) = torch "
                            f"p {torch_p:g}; the mask is recovered from your output and given to torch")
+    if kind == "relu":
+        conventions.append("inputs hold exact zeros: torch's gradient at x = 0 is 0")
     if kind == "conv":
         conventions.append(f"{len(CONV_GEOMETRIES)} geometries (stride 1 and 2, pad 0 and 1, non-square kernels): "
                            "torch F.conv2d, a cross-correlation; random upstream gradients")
@@ -813,12 +1163,56 @@ def check_layer(kind: str, forward: Callable, backward: Optional[Callable] = Non
     conventions += _sequence_conventions(kind, steps)
     if backward is None and kind != "temporal_softmax_loss":
         conventions.append("no backward function: gradients not checked")
-    rows = _Rows(dt)
+    rows = _Rows(dt, hints)
+    token = _expect_signatures(kind, forward, backward)
     try:
         _LAYER_RUNNERS[kind](forward, backward, rows, settings)
     except _UserFailure as failure:
         rows.fail(failure)
-    return CheckReport(kind, f"{_name(forward)} / {_name(backward)}", str(dt), seed, conventions, rows.rows())
+    finally:
+        _SIGNATURES.reset(token)
+    checked = rows.rows()
+    followed = all(r.passed for r in checked if r.check in ("out", "keep rate"))
+    for rule in KIND_RULES.get(kind, ()):
+        if effective.get(rule) == getattr(prof, rule):  # a finer switch may have overridden the course's rule
+            detail = _docstring_detail(doc_rule, getattr(prof, rule), followed) if rule == "dropout_p" else ""
+            note = convention_row(rule, prof.name, detail)
+            if note is not None:
+                checked.append(note)
+    return CheckReport(kind, f"{_name(forward)} / {_name(backward)}", str(dt), seed, conventions, checked)
+
+
+def _layer_hints(effective: Mapping[str, str], current: str, doc_rule: Optional[Tuple[str, str]] = None
+                 ) -> Dict[str, str]:
+    """For each convention detector, the course whose rule its hypothesis is (given the rules in effect)."""
+    flip = {"torch": "ema", "ema": "torch", "biased": "unbiased", "unbiased": "biased", "keep": "drop",
+            "drop": "keep"}
+    form, var, reading = effective["bn_momentum"], effective["running_var"], effective["dropout_p"]
+    wanted = {
+        "biased_running_var": {"bn_momentum": form, "running_var": "biased"},
+        "unbiased_running_var": {"bn_momentum": form, "running_var": "unbiased"},
+        "inverted_momentum": {"bn_momentum": flip[form], "running_var": var},
+        "inverted_momentum@running_mean": {"bn_momentum": flip[form]},
+        "inverted_momentum_biased_var": {"bn_momentum": flip[form], "running_var": "biased"},
+        "inverted_momentum_unbiased_var": {"bn_momentum": flip[form], "running_var": "unbiased"},
+        "dropout_over_p": {"dropout_p": flip[reading]},
+    }
+    hints = {name: hint for name, rules in wanted.items() if (hint := course_hint(rules, current))}
+    if doc_rule is not None and doc_rule[0] == flip[reading] and "dropout_over_p" in hints:
+        hints["dropout_over_p"] += f' (your docstring says "{doc_rule[1]}")'
+    return hints
+
+
+def _docstring_detail(doc_rule: Optional[Tuple[str, str]], rule: str, followed: bool) -> str:
+    """What the learner's docstring says about dropout's p, next to the course's ``rule`` the code was checked by."""
+    if doc_rule is None:
+        return ""
+    reading, sentence = doc_rule
+    if reading == rule:
+        return f'your docstring says so: "{sentence}"'
+    code = f"; your code {'keeps' if rule == 'keep' else 'drops'} with probability p" if followed else ""
+    return f'your docstring says otherwise: "{sentence}"{code}'
+
 
 
 # ---- optimizers -----------------------------------------------------------------------------------------------------
@@ -854,8 +1248,25 @@ def _torch_state(kind: str, state: Dict[str, Any], config: Dict[str, float], mom
     return {}
 
 
-def check_update(kind: str, update: Callable, *, momentum_style: str = "cs231n", dtype: Any = np.float64,
-                 seed: int = 0, steps: int = 5, config: Optional[Dict[str, float]] = None) -> CheckReport:
+class _RMSpropEpsInside:
+    """RMSprop with eps inside the square root, w −= lr·g/√(s + eps) (d2l's and nndl's rule), in torch's arithmetic:
+    torch has no such optimizer, so this replays it on the parameter."""
+
+    def __init__(self, param: torch.nn.Parameter, lr: float, alpha: float, eps: float) -> None:
+        self.param, self.lr, self.alpha, self.eps = param, lr, alpha, eps
+        self.state: Dict[torch.nn.Parameter, Dict[str, torch.Tensor]] = {param: {}}
+
+    @torch.no_grad()
+    def step(self) -> None:
+        g, state = self.param.grad, self.state[self.param]
+        square_avg = state.setdefault("square_avg", torch.zeros_like(self.param))
+        square_avg.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
+        self.param.sub_(self.lr * g / torch.sqrt(square_avg + self.eps))
+
+
+def check_update(kind: str, update: Callable, *, momentum_style: Optional[str] = None, dtype: Any = np.float64,
+                 seed: int = 0, steps: int = 5, config: Optional[Dict[str, float]] = None,
+                 course: str = "torch") -> CheckReport:
     """Check a CS231n update rule ``update(w, dw, config) -> (next_w, config)`` against ``torch.optim``.
 
     Parameters
@@ -865,22 +1276,29 @@ def check_update(kind: str, update: Callable, *, momentum_style: str = "cs231n",
         ``m``/``v``/``t``.
     update : callable
         Called ``steps`` times with the config dict it returned last (the same dict if it returned None).
-    momentum_style : {'cs231n', 'dlai'}
-        sgd_momentum: ``v = μv − lr·dw; w += v`` (CS231n) or ``v = βv + (1 − β)·dw; w −= lr·v``
-        (deeplearning.ai).
+    momentum_style : {'cs231n', 'dlai'}, optional
+        sgd_momentum: ``v = μv − lr·dw; w += v`` (CS231n, torch's steps) or ``v = βv + (1 − β)·dw; w −= lr·v``
+        (deeplearning.ai); a finer switch than ``course`` (default: the course's form, 'cs231n' without one).
     dtype, seed : see :func:`check_layer`.
     steps : int
         Update steps, each with a fresh random gradient; the whole trajectory is compared.
     config : dict, optional
         Overrides of the hyper-parameters.
+    course : {'torch', 'cs231n', 'dlai', 'd2l', 'nndl'}
+        The course profile (:data:`PROFILES`): dlai's momentum form; d2l's and nndl's RMSprop √(s + eps). A rule
+        that differs from torch's adds a note row.
 
     Returns
     -------
     CheckReport
-        Rows: ``next_w`` (every step's parameters) and ``config <key>`` (the state after every step).
+        Rows: ``next_w`` (every step's parameters) and ``config <key>`` (the state after every step), then the
+        course's note rows.
     """
     kind = _check_kind(kind, UPDATE_KINDS)
     dt = _check_dtype(dtype)
+    prof = get_profile(course)
+    if momentum_style is None:
+        momentum_style = "dlai" if prof.sgd_momentum == "dlai" else "cs231n"
     if momentum_style not in ("cs231n", "dlai"):
         raise ValueError(f"momentum_style must be 'cs231n' or 'dlai', but got {momentum_style!r}")
     hyper = {**UPDATE_CONFIGS[kind], **(config or {})}
@@ -889,16 +1307,28 @@ def check_update(kind: str, update: Callable, *, momentum_style: str = "cs231n",
     grads = rng.normal(size=(steps, 4, 6)).astype(dt)
     param = torch.nn.Parameter(to_tensor(w0))
     opt, torch_hyper = _torch_optimizer(kind, param, hyper, momentum_style)
-    conventions = [f"config {hyper}; {steps} steps with random gradients; w {w0.shape}"]
+    eps_inside = kind == "rmsprop" and prof.rmsprop_eps == "inside"
+    if eps_inside:
+        opt = _RMSpropEpsInside(param, hyper["learning_rate"], hyper["decay_rate"], hyper["epsilon"])
+    conventions = [f"course profile {prof.name}: {prof.source}"] if prof.name != "torch" else []
+    conventions.append(f"config {hyper}; {steps} steps with random gradients; w {w0.shape}")
     if kind == "sgd_momentum":
         conventions.append(f"momentum_style={momentum_style!r}: torch SGD(lr={torch_hyper['lr']:g}, "
                            f"momentum={torch_hyper['momentum']:g})")
-    rows = _Rows(dt)
+    if eps_inside:
+        conventions.append("RMSprop with eps inside the square root, replayed in torch: w −= lr·g/√(s + eps)")
+    effective = {"sgd_momentum": momentum_style, "rmsprop_eps": "inside" if eps_inside else "outside"}
+    hints = {name: hint for name, rules in (("momentum_ema", {"sgd_momentum": "dlai"}),
+                                            ("momentum_without_ema", {"sgd_momentum": "cs231n"}),
+                                            ("rmsprop_eps_inside_sqrt", {"rmsprop_eps": "inside"}))
+             if (hint := course_hint(rules, prof.name))}
+    rows = _Rows(dt, hints)
     user_config: Dict[str, Any] = dict(hyper)
     ours: List[Any] = []
     theirs: List[np.ndarray] = []
     states: Dict[str, Tuple[List[Any], List[np.ndarray]]] = {}
     w = w0.copy()
+    token = _expect_signatures(kind, update)
     try:
         for step in range(steps):
             result = _call("next_w", update, w.copy(), grads[step].copy(), user_config)
@@ -918,12 +1348,21 @@ def check_update(kind: str, update: Callable, *, momentum_style: str = "cs231n",
             w = np.array(next_w, copy=True)
     except _UserFailure as failure:
         rows.fail(failure)
+    finally:
+        _SIGNATURES.reset(token)
     if ours:
         stack = None if any(o is None or np.shape(o) != w0.shape for o in ours) else np.stack(ours)
         rows.add("next_w", stack, np.stack(theirs), kind=kind, param0=w0, grads=grads[:len(ours)], **torch_hyper)
         for key, (mine, expected) in states.items():
             ok = all(v is not None and np.shape(v) == np.shape(expected[0]) for v in mine)
             rows.add(f"config {key}", np.stack(mine) if ok else None, np.stack(expected))
+            if key == "t" and ok and np.array_equal(np.stack(mine), np.stack(expected) + 1):
+                rows.fixed(CheckRow(compare("config t", np.stack(mine), np.stack(expected)), ADAM_T_AHEAD))
+    for rule in KIND_RULES.get(kind, ()):
+        if _rule_key(rule, effective[rule]) == _rule_key(rule, getattr(prof, rule)):
+            note = convention_row(rule, prof.name)
+            if note is not None:
+                rows.fixed(note)
     return CheckReport(kind, _name(update), str(dt), seed, conventions, rows.rows())
 
 
@@ -949,17 +1388,36 @@ def infer_kind(name: str) -> Optional[str]:
     return registered.name if registered is not None else infer_builtin_kind(name)
 
 
+#: the layers a CS231n layer_utils "sandwich" chains (affine_relu_forward, affine_bn_relu_forward, conv_relu_forward,
+#: conv_relu_pool_forward): a name with two of them is none of the single built-in kinds
+_SANDWICH_PARTS = {"affine", "relu", "conv", "pool", "bn", "batchnorm", "ln", "layernorm", "norm", "dropout"}
+
+
+def _is_sandwich(name: str) -> bool:
+    return len(set(name.lower().split("_")) & _SANDWICH_PARTS) > 1
+
+
 def infer_builtin_kind(name: str) -> Optional[str]:
     """The kind a function name implies: 'batchnorm_forward' -> 'batchnorm', 'sgd_momentum' -> 'sgd_momentum',
     'conv_forward_naive' / 'conv_forward_im2col' -> 'conv', 'max_pool_forward_naive' -> 'max_pool',
     'spatial_groupnorm_forward' -> 'spatial_groupnorm', 'rnn_step_forward' -> 'rnn_step', 'lstm_forward' ->
     'lstm', 'word_embedding_forward' -> 'word_embedding', 'temporal_affine_forward' -> 'temporal_affine',
-    'temporal_softmax_loss' -> 'temporal_softmax_loss'."""
+    'temporal_softmax_loss' -> 'temporal_softmax_loss'; None for a layer_utils sandwich ('affine_relu_forward',
+    'conv_relu_pool_forward', 'affine_bn_relu_forward'), whose kinds :mod:`reference.kinds` registers."""
+    if _is_sandwich(name):
+        return None
     flat = name.lower().replace("_", "")
     for pattern, kind in _NAME_KINDS:
         if pattern in flat:
             return kind
     return None
+
+
+def forward_names(backward_name: str) -> List[str]:
+    """The forward functions a backward's name points to, in order: 'conv_backward_naive' -> 'conv_forward_naive';
+    'batchnorm_backward_alt' -> 'batchnorm_forward_alt', 'batchnorm_forward'."""
+    names = [backward_name.replace("_backward", "_forward"), re.sub(r"_backward\w*$", "_forward", backward_name)]
+    return list(dict.fromkeys(n for n in names if n != backward_name))
 
 
 def load_function(spec: str) -> Tuple[Callable, Any]:
@@ -1022,40 +1480,63 @@ def main_user(spec: str, argv: Optional[Sequence[str]] = None) -> int:
                         help="default: inferred from FUNC's name")
     parser.add_argument("--backward", metavar="FUNC", help="the backward function (default: FUNC with "
                         "_forward replaced by _backward, when it exists)")
+    parser.add_argument("--course", choices=COURSES, default="torch",
+                        help="the course whose prescribed rules your code follows (running statistics, running "
+                             "variance, dropout p, momentum form; default torch's): conventions the course "
+                             "prescribes pass, with a note row each")
     parser.add_argument("--momentum-style", choices=("torch", "cs231n", "dlai"),
-                        help="BatchNorm: torch (default) or cs231n; sgd_momentum: cs231n (default) or dlai")
-    parser.add_argument("--keep-prob", action="store_true", help="your dropout p is the keep probability")
+                        help="finer switch, overriding the course's: BatchNorm torch or cs231n "
+                             "(m·running + (1 − m)·batch); sgd_momentum cs231n or dlai")
+    parser.add_argument("--keep-prob", action="store_true", default=None,
+                        help="finer switch, overriding the course's: your dropout p is the keep probability")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     args = parser.parse_args(argv)
     try:
         forward, module = load_function(spec)
-    except (ImportError, AttributeError, ValueError, SyntaxError) as exc:
-        print(f"handnn-verify --user: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 — the user's module failing at import is a usage error, not a crash
+        advice = incompatibility(exc)
+        plain = isinstance(exc, (ImportError, AttributeError, ValueError, SyntaxError))
+        text = str(exc) if plain else f"{spec} raised {type(exc).__name__} at import: {exc}"
+        print(f"handnn-verify --user: {text}" + (f" — {advice}" if advice else ""), file=sys.stderr)
         return 2
     kind = args.kind or infer_kind(forward.__name__)
     if kind is None:
         print(f"handnn-verify --user: cannot tell the kind of {forward.__name__!r} from its name; pass --kind "
               f"(one of {', '.join(LAYER_KINDS + SEQUENCE_KINDS + UPDATE_KINDS)})", file=sys.stderr)
         return 2
+    backward: Optional[Callable] = None
+    if kind in LAYER_KINDS + SEQUENCE_KINDS and kind not in KINDS and "_backward" in forward.__name__:
+        # a backward named alone (batchnorm_backward_alt): checked as the backward of its forward
+        tried = forward_names(forward.__name__)
+        partner = next((getattr(module, n) for n in tried if callable(getattr(module, n, None))), None)
+        if partner is None:
+            print(f"handnn-verify --user: {forward.__name__!r} is a backward function and {spec} has no forward "
+                  f"for it (tried {', '.join(tried)}); pass the forward: --user FILE:FORWARD --backward "
+                  f"{forward.__name__}", file=sys.stderr)
+            return 2
+        forward, backward = partner, forward
     try:
         if kind in KINDS:
             registered = KINDS[kind]
+            extra = {k: v for k, v in (("momentum_style", args.momentum_style), ("keep_prob", args.keep_prob))
+                     if v is not None}
             report = registered.run(partner_functions(registered, forward, vars(module)),
-                                    Options(dtype=args.dtype, seed=args.seed))
+                                    Options(dtype=args.dtype, seed=args.seed, course=args.course, extra=extra))
         elif kind in UPDATE_KINDS:
-            report = check_update(kind, forward, momentum_style=args.momentum_style or "cs231n",
-                                  dtype=args.dtype, seed=args.seed)
+            report = check_update(kind, forward, momentum_style=args.momentum_style, dtype=args.dtype,
+                                  seed=args.seed, course=args.course)
         else:
-            backward_name = args.backward or forward.__name__.replace("_forward", "_backward")
-            backward = getattr(module, backward_name, None) if backward_name != forward.__name__ else None
-            if args.backward and not callable(backward):
-                print(f"handnn-verify --user: no function {args.backward!r} in {spec}", file=sys.stderr)
-                return 2
+            if backward is None:
+                backward_name = args.backward or forward.__name__.replace("_forward", "_backward")
+                backward = getattr(module, backward_name, None) if backward_name != forward.__name__ else None
+                if args.backward and not callable(backward):
+                    print(f"handnn-verify --user: no function {args.backward!r} in {spec}", file=sys.stderr)
+                    return 2
             report = check_layer(kind, forward, backward if callable(backward) else None,
-                                 momentum_style=args.momentum_style or "torch", p_is_keep_prob=args.keep_prob,
-                                 dtype=args.dtype, seed=args.seed)
+                                 momentum_style=args.momentum_style, p_is_keep_prob=args.keep_prob,
+                                 dtype=args.dtype, seed=args.seed, course=args.course)
     except ValueError as exc:  # a convention that does not apply to this kind
         print(f"handnn-verify --user: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,8 @@ read (a detector whose keys are missing is skipped):
 ``momentum``           BatchNorm: torch's convention (``running = (1 - m)·running + m·batch``); SGD: the momentum
 ``running_mean0``,     BatchNorm: the initial running statistics (default 0 and 1, torch's)
 ``running_var0``
+``unbiased_var``       BatchNorm: whether the expected running variance is the unbiased one (default True, torch's;
+                       False under a course profile prescribing the biased one, e.g. CS231n's)
 ``running_mean``,      BatchNorm eval: the running statistics the *actual* eval output was computed from (the
 ``running_var``        implementation's own), so the eval formula is judged apart from the statistics
 ``p``, ``mask``        dropout: torch's drop probability and the keep mask (bool, x's shape) both sides applied
@@ -50,6 +52,8 @@ read (a detector whose keys are missing is skipped):
                        sequence starts with c0 = 0 and has no gradient for its last c)
 ``x``, ``dout``        word_embedding (→ ``'embedding'``): the word indices (N, T) and the gradient of out (N, T, D)
 ``x``, ``y``, ``mask`` temporal_softmax_loss (→ ``'temporalsoftmaxloss'``): scores (N, T, V), labels and mask (N, T)
+``course_hints``       detector name (or ``'name@check'``) -> a sentence appended to its cause when it is the diagnosis
+                       (the course whose rule the hypothesis is: "matches the cs231n convention: pass `--course X`")
 =====================  ================================================================================================
 
 Detectors marked ``reshapes`` describe a wrong output *size* (padding left out, the pooling stride taken as the
@@ -244,8 +248,16 @@ def diagnoses(check: str, actual, expected, **context: Any) -> List[Diagnosis]:
                 continue
             fit = _fit(actual, hypothesis, expected)
             if fit is not None:
-                found.append(Diagnosis(det.name, det.cause, fit))
+                found.append(Diagnosis(det.name, _with_hint(det, context, check), fit))
     return sorted(found, key=lambda d: d.max_rel)
+
+
+def _with_hint(det: Detector, context: Mapping[str, Any], check: str) -> str:
+    """The detector's cause, with the course hint the context gives for it (``course_hints``: keyed
+    ``'name@check'`` for one check, else ``'name'``)."""
+    hints = context.get("course_hints") or {}
+    hint = hints.get(f"{det.name}@{check}", hints.get(det.name))
+    return f"{det.cause}; {hint}" if hint else det.cause
 
 
 def _reshaped_diagnoses(ctx: Context) -> List[Diagnosis]:
@@ -264,7 +276,7 @@ def _reshaped_diagnoses(ctx: Context) -> List[Diagnosis]:
             h = np.asarray(hypothesis, dtype=np.float64).astype(ctx.expected.dtype)
             result = compare("fit", ctx.actual.astype(ctx.expected.dtype), h)
             if result.passed:
-                found.append(Diagnosis(det.name, det.cause, result.max_rel))
+                found.append(Diagnosis(det.name, _with_hint(det, ctx.values, ctx.check), result.max_rel))
     return sorted(found, key=lambda d: d.max_rel)
 
 
@@ -301,11 +313,24 @@ def _torch_momentum(ctx: Context) -> float:
     return float(m)
 
 
+def _unbiased(ctx: Context) -> bool:
+    """Whether the expected running variance is the unbiased one (torch's; a course profile may say biased)."""
+    value = ctx.values.get("unbiased_var")
+    return True if value is None else bool(value)
+
+
 @register("biased_running_var",
           "running_var uses the biased variance Σ(x−μ)²/n; torch's is unbiased, Σ(x−μ)²/(n−1)",
           ("running_var",), ("batchnorm",))
-def _biased_running_var(ctx: Context) -> np.ndarray:
-    return _running(ctx, "var", _torch_momentum(ctx), unbiased=False)
+def _biased_running_var(ctx: Context) -> Optional[np.ndarray]:
+    return _running(ctx, "var", _torch_momentum(ctx), unbiased=False) if _unbiased(ctx) else None
+
+
+@register("unbiased_running_var",
+          "running_var uses the unbiased variance Σ(x−μ)²/(n−1) (torch's); the course prescribes the biased "
+          "one, Σ(x−μ)²/n (np.var(x, axis=0))", ("running_var",), ("batchnorm",))
+def _unbiased_running_var(ctx: Context) -> Optional[np.ndarray]:
+    return None if _unbiased(ctx) else _running(ctx, "var", _torch_momentum(ctx), unbiased=True)
 
 
 _INVERTED = ("inverted momentum convention: running = m·running + (1−m)·batch (CS231n 0.9 ≡ torch 0.1); "
@@ -315,13 +340,19 @@ _INVERTED = ("inverted momentum convention: running = m·running + (1−m)·batc
 @register("inverted_momentum", _INVERTED, ("running_mean", "running_var"), ("batchnorm",))
 def _inverted_momentum(ctx: Context) -> np.ndarray:
     stat = "var" if ctx.category == "running_var" else "mean"
-    return _running(ctx, stat, 1 - _torch_momentum(ctx), unbiased=True)
+    return _running(ctx, stat, 1 - _torch_momentum(ctx), unbiased=_unbiased(ctx))
 
 
 @register("inverted_momentum_biased_var", _INVERTED + "; and the biased variance (n/(n−1))",
           ("running_var",), ("batchnorm",))
-def _inverted_momentum_biased(ctx: Context) -> np.ndarray:
-    return _running(ctx, "var", 1 - _torch_momentum(ctx), unbiased=False)
+def _inverted_momentum_biased(ctx: Context) -> Optional[np.ndarray]:
+    return _running(ctx, "var", 1 - _torch_momentum(ctx), unbiased=False) if _unbiased(ctx) else None
+
+
+@register("inverted_momentum_unbiased_var", _INVERTED + "; and the unbiased variance Σ(x−μ)²/(n−1) where the "
+          "course prescribes the biased one", ("running_var",), ("batchnorm",))
+def _inverted_momentum_unbiased(ctx: Context) -> Optional[np.ndarray]:
+    return None if _unbiased(ctx) else _running(ctx, "var", 1 - _torch_momentum(ctx), unbiased=True)
 
 
 # ---- normalisation formulas (BatchNorm train/eval, LayerNorm) ------------------------------------------------------
@@ -340,12 +371,16 @@ def _stats(ctx: Context) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[
     return x, x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True), broadcast
 
 
-def _normalized(ctx: Context, eps_at: str, with_beta: bool) -> np.ndarray:
-    """γ·(x − μ)/denominator (+ β): eps 'inside' √(σ²+eps), 'outside' √σ² + eps, or 'none'."""
+def _normalized(ctx: Context, eps_at: str, with_beta: bool, with_gamma: bool = True) -> np.ndarray:
+    """γ·(x − μ)/denominator (+ β): eps 'inside' √(σ²+eps), 'outside' √σ² + eps, or 'none'; without γ (and β)
+    when ``with_gamma`` is False."""
     x, mean, var, broadcast = _stats(ctx)
     gamma, eps = ctx.need("gamma", "eps")
     denominator = {"inside": np.sqrt(var + eps), "outside": np.sqrt(var) + eps, "none": np.sqrt(var)}[eps_at]
-    out = broadcast(gamma) * ((x - mean) / denominator)
+    out = (x - mean) / denominator
+    if not with_gamma:
+        return out
+    out = broadcast(gamma) * out
     if with_beta:
         (beta,) = ctx.need("beta")
         out = out + broadcast(beta)
@@ -374,6 +409,20 @@ for (_eps_at, _beta), (_name, _text) in _FORMULAS.items():
     register(_name, _text, ("out",), ("batchnorm", "layernorm"))(_formula_detector(_eps_at, _beta))
     register("eval_" + _name, "test mode (μ, σ² = your running stats): " + _text, ("eval",),
              ("batchnorm",))(_formula_detector(_eps_at, _beta))
+
+
+_NO_AFFINE = "gamma and beta missing: x̂ = (x − μ)/√(σ² + eps) returned as is, torch: γ·x̂ + β"
+
+
+@register("no_gamma_beta", _NO_AFFINE, ("out",), ("batchnorm", "layernorm"))
+def _no_gamma_beta(ctx: Context) -> np.ndarray:
+    return _normalized(ctx, "inside", False, with_gamma=False)
+
+
+@register("eval_no_gamma_beta", "test mode (μ, σ² = your running stats): " + _NO_AFFINE + " (the test-mode "
+          "branch must scale and shift too)", ("eval",), ("batchnorm",))
+def _eval_no_gamma_beta(ctx: Context) -> np.ndarray:
+    return _normalized(ctx, "inside", False, with_gamma=False)
 
 
 @register("eval_batch_stats", "test mode normalises with the batch's own statistics instead of the "
@@ -439,24 +488,72 @@ def _dropout_no_rescale(ctx: Context) -> np.ndarray:
     return _dropped(ctx, lambda p: 1.0)
 
 
-@register("dropout_eval_scaled", "test mode scales by 1−p (non-inverted dropout); torch's eval dropout is "
-          "the identity", ("eval",), ("dropout",))
+@register("dropout_eval_scaled", "test mode multiplies by the keep probability 1 − p (x * p with p the keep "
+          "probability: the test-time scaling of non-inverted dropout); with inverted dropout (training divides "
+          "by the keep probability) the test-mode output is x itself", ("eval",), ("dropout",))
 def _dropout_eval_scaled(ctx: Context) -> np.ndarray:
     source, p = ctx.need("dout" if "dx" in ctx.check else "x", "p")
     return source * (1 - float(p))
 
 
-def keep_rate_cause(kept: int, total: int, p: float, sigmas: float = 5.0) -> Optional[str]:
+@register("dropout_eval_times_p", "test mode multiplies by p (x * p, the test-time scaling of non-inverted "
+          "dropout, here with p the drop probability); with inverted dropout the test-mode output is x itself",
+          ("eval",), ("dropout",))
+def _dropout_eval_times_p(ctx: Context) -> np.ndarray:
+    source, p = ctx.need("dout" if "dx" in ctx.check else "x", "p")
+    return source * float(p)
+
+
+def keep_rate_cause(kept: int, total: int, p: float, sigmas: float = 5.0, *, p_is_keep_prob: bool = False
+                    ) -> Optional[str]:
     """The cause of a wrong keep rate: kept/total consistent with p itself (the probabilities swapped), or 1.
 
     ``p`` is torch's drop probability; consistency is ``|rate − q| ≤ sigmas·√(q(1−q)/total)``.
+    ``p_is_keep_prob``: the user's p was declared the keep probability (1 − ``p``), so a keep rate of ``p`` means
+    the code dropped with the user's p.
     """
     rate = kept / total
     if kept == total and p > 0:
         return "nothing was dropped in training mode"
     if 0 < p < 1 and abs(rate - p) <= sigmas * np.sqrt(p * (1 - p) / total) and abs(p - 0.5) > 1e-12:
+        if p_is_keep_prob:
+            return (f"keep rate {rate:.3f} ≈ 1 − your p = {p:g}: p used as the drop probability (declared the "
+                    "keep probability)")
         return (f"keep rate {rate:.3f} ≈ p = {p:g}: p used as the keep probability (torch's p drops; see "
                 "p_is_keep_prob)")
+    return None
+
+
+#: a dropout mask whose rows (or columns, or calls) repeat this often is not drawn per element
+SHARED_MASK_FRACTION = 0.5
+
+
+def _repeated_fraction(rows: np.ndarray) -> float:
+    """The fraction of the rows of a 2-D bool array that repeat an earlier row."""
+    if rows.shape[0] < 2:
+        return 0.0
+    return 1.0 - len(np.unique(rows, axis=0)) / rows.shape[0]
+
+
+def shared_mask_cause(masks: List[np.ndarray], keep: float) -> Optional[str]:
+    """Why dropout masks (bool, (N, D), one per training call) are not independent per element, or None.
+
+    Independent Bernoulli(``keep``) rows of D elements coincide with probability (keep² + (1 − keep)²)^D, about
+    1e-12 for D = 50 and keep 0.7: a repeated fraction above :data:`SHARED_MASK_FRACTION` of rows, of columns or of
+    whole calls is far above chance.
+    """
+    masks = [np.asarray(m, dtype=bool) for m in masks if np.ndim(m) == 2]
+    if not masks or not 0 < keep < 1:
+        return None
+    if max(_repeated_fraction(m) for m in masks) > SHARED_MASK_FRACTION:
+        return ("the same mask for every row (sample): the mask is drawn with shape (1, D) and broadcast over the "
+                "batch; draw one value per element, np.random.rand(*x.shape) < keep")
+    if max(_repeated_fraction(m.T) for m in masks) > SHARED_MASK_FRACTION:
+        return ("the same mask for every column (feature): the mask is drawn with shape (N, 1) and broadcast; draw "
+                "one value per element, np.random.rand(*x.shape) < keep")
+    if len(masks) > 1 and _repeated_fraction(np.stack([m.ravel() for m in masks])) > SHARED_MASK_FRACTION:
+        return ("the same mask at every call: the generator is re-seeded with a constant (dropout_param['seed'] "
+                "ignored), so every minibatch drops the same units")
     return None
 
 
@@ -517,7 +614,11 @@ def _momentum_without_ema(ctx: Context) -> Optional[np.ndarray]:
     return _trajectory(ctx, step)
 
 
-def _adam(ctx: Context, variant: str) -> Optional[np.ndarray]:
+def _adam(ctx: Context, variant: str, *, t_shift: int = 0, powers: Tuple[bool, bool] = (False, False)
+          ) -> Optional[np.ndarray]:
+    """Adam replayed with one deviation: ``variant`` 'no_bias_correction', 'eps_inside' (√(v̂ + eps)), 'no_sqrt'
+    (m̂/(v̂ + eps)) or 'torch'; ``t_shift`` added to the step count of the bias correction; ``powers``: β1, β2
+    raised to the fixed power 2 instead of t in the bias correction."""
     lr, betas, eps = ctx.need("lr", "betas", "eps")
     b1, b2 = (float(b) for b in betas)
 
@@ -526,9 +627,23 @@ def _adam(ctx: Context, variant: str) -> Optional[np.ndarray]:
         state["v"] = b2 * state.get("v", 0.0) + (1 - b2) * g * g
         if variant == "no_bias_correction":
             return p - lr * state["m"] / (np.sqrt(state["v"]) + eps)
-        m_hat, v_hat = state["m"] / (1 - b1 ** t), state["v"] / (1 - b2 ** t)
-        return p - lr * m_hat / np.sqrt(v_hat + eps)  # eps inside the sqrt
+        k = t + t_shift
+        m_hat = state["m"] / (1 - b1 ** (2 if powers[0] else k))
+        v_hat = state["v"] / (1 - b2 ** (2 if powers[1] else k))
+        if variant == "eps_inside":
+            return p - lr * m_hat / np.sqrt(v_hat + eps)
+        if variant == "no_sqrt":
+            return p - lr * m_hat / (v_hat + eps)
+        return p - lr * m_hat / (np.sqrt(v_hat) + eps)
     return _trajectory(ctx, step)
+
+
+def _nearest(ctx: Context, variants: List[Optional[np.ndarray]]) -> Optional[np.ndarray]:
+    """Of several hypotheses of one family, the one nearest ``actual`` (None when none has its shape)."""
+    fits = [v for v in variants if v is not None and np.shape(v) == ctx.actual.shape]
+    with np.errstate(all="ignore"):
+        return min(fits, key=lambda v: float(np.nan_to_num(np.max(np.abs(v - ctx.actual)), nan=np.inf))) \
+            if fits else None
 
 
 @register("adam_no_bias_correction", "Adam without bias correction: m/(√v + eps), torch: m̂/(√v̂ + eps) with "
@@ -541,6 +656,28 @@ def _adam_no_bias_correction(ctx: Context) -> Optional[np.ndarray]:
           ("trajectory",), ("adam",))
 def _adam_eps_inside(ctx: Context) -> Optional[np.ndarray]:
     return _adam(ctx, "eps_inside")
+
+
+#: Adam's step counter one ahead: the cause, also given to the ``config t`` check by :mod:`reference.check`
+ADAM_T_AHEAD = ("Adam's t one ahead: it starts at 1 and is incremented before use, so the first step's bias "
+                "correction uses t = 2; t must be 1 at the first step (start at 0, t += 1, then use it)")
+
+
+@register("adam_t_off_by_one", ADAM_T_AHEAD, ("trajectory",), ("adam",))
+def _adam_t_off_by_one(ctx: Context) -> Optional[np.ndarray]:
+    return _adam(ctx, "torch", t_shift=1)
+
+
+@register("adam_no_sqrt", "Adam without the square root: m̂/(v̂ + eps); torch divides by √v̂ + eps "
+          "(v is a mean of squared gradients)", ("trajectory",), ("adam",))
+def _adam_no_sqrt(ctx: Context) -> Optional[np.ndarray]:
+    return _nearest(ctx, [_adam(ctx, "no_sqrt", powers=pw) for pw in ((False, False), (False, True), (True, True))])
+
+
+@register("adam_bias_power_two", "Adam's bias correction with a fixed power 2 (1 − β2**2, or 1 − β1**2) where it "
+          "is 1 − β**t, t the step count", ("trajectory",), ("adam",))
+def _adam_bias_power_two(ctx: Context) -> Optional[np.ndarray]:
+    return _nearest(ctx, [_adam(ctx, "torch", powers=pw) for pw in ((False, True), (True, True), (True, False))])
 
 
 @register("rmsprop_eps_inside_sqrt", "RMSprop with eps inside the sqrt: g/√(s + eps), torch: g/(√s + eps)",
@@ -1009,15 +1146,20 @@ def _temporal_affine_db_over_n_only(ctx: Context) -> Optional[np.ndarray]:
 
 
 # ---- temporal softmax loss (CS231n: Σ over the masked positions of −log softmax(x)[y], divided by N) ---------
-def _temporal_softmax(ctx: Context, divisor: str = "N", masked: bool = True) -> Optional[np.ndarray]:
-    """The loss or dx of the masked cross-entropy summed and divided by ``divisor``: 'N', '1', 'NT' or 'mask'."""
+def _temporal_softmax(ctx: Context, divisor: str = "N", masked: bool = True, shift: bool = True
+                      ) -> Optional[np.ndarray]:
+    """The loss or dx of the masked cross-entropy summed and divided by ``divisor``: 'N', '1', 'NT' or 'mask';
+    ``shift=False``: the softmax computed as exp(x)/Σexp(x), without subtracting the row maximum (it overflows)."""
     x, y, mask = ctx.need("x", "y", "mask")
     if x.ndim != 3 or ctx.check not in ("loss", "dx"):
         return None
     n, steps, v = x.shape
     flat = x.reshape(-1, v)
-    shifted = flat - flat.max(axis=1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    if shift:
+        shifted = flat - flat.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    else:
+        log_p = np.log(np.exp(flat) / np.exp(flat).sum(axis=1, keepdims=True))
     rows, labels = np.arange(n * steps), np.asarray(y, dtype=np.int64).ravel()
     weight = np.asarray(mask, dtype=np.float64).ravel() if masked else np.ones(n * steps)
     scale = {"N": n, "1": 1, "NT": n * steps, "mask": weight.sum()}[divisor]
@@ -1052,3 +1194,18 @@ def _temporal_softmax_over_mask_count(ctx: Context) -> Optional[np.ndarray]:
           ("temporalsoftmaxloss",))
 def _temporal_softmax_mask_ignored(ctx: Context) -> Optional[np.ndarray]:
     return _temporal_softmax(ctx, masked=False)
+
+
+@register("softmax_no_max_shift", "softmax without subtracting the row maximum: np.exp of a large logit overflows "
+          "to inf (inf/inf = nan, or log 0 for very negative rows); subtract x.max(axis=-1, keepdims=True) "
+          "before np.exp, which leaves the softmax unchanged", ("out", "grad"), ("temporalsoftmaxloss",))
+def _softmax_no_max_shift(ctx: Context) -> Optional[np.ndarray]:
+    return _temporal_softmax(ctx, shift=False)
+
+
+# ---- ReLU (CS231n relu_forward / relu_backward) ----------------------------------------------------------------
+@register("relu_grad_at_zero", "the gradient passes where x == 0 (x >= 0): ReLU's gradient at 0 is 0 in torch, "
+          "dx = dout * (x > 0)", ("grad",), ("relu",))
+def _relu_grad_at_zero(ctx: Context) -> Optional[np.ndarray]:
+    x, dout = ctx.need("x", "dout")
+    return dout * (x >= 0) if ctx.check == "dx" and x.shape == dout.shape else None
