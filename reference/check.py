@@ -1379,6 +1379,16 @@ _NAME_KINDS = tuple((kind.replace("_", ""), kind) for kind in (
 _NAME_KINDS = (("temporalaffine", "temporal_affine"),) + _NAME_KINDS
 
 
+def infer_function_kind(fn: Callable) -> Optional[str]:
+    """The kind of a user function from its name AND signature: names shared between courses (d2l's
+    ``sgd(params, lr, batch_size)`` / ``adam(params, states, hyperparams)`` against CS231n's ``sgd(w, dw, config)``)
+    are told apart by their parameters; any other name as :func:`infer_kind`."""
+    from .kinds.d2l import kind_for_function
+
+    d2l = kind_for_function(fn)
+    return d2l.name if d2l is not None else infer_kind(getattr(fn, "__name__", ""))
+
+
 def infer_kind(name: str) -> Optional[str]:
     """The kind a function name implies: a registered course kind (:mod:`reference.kinds`) naming it exactly,
     else a built-in kind by :func:`infer_builtin_kind`."""
@@ -1501,7 +1511,7 @@ def main_user(spec: str, argv: Optional[Sequence[str]] = None) -> int:
         text = str(exc) if plain else f"{spec} raised {type(exc).__name__} at import: {exc}"
         print(f"handnn-verify --user: {text}" + (f" — {advice}" if advice else ""), file=sys.stderr)
         return 2
-    kind = args.kind or infer_kind(forward.__name__)
+    kind = args.kind or infer_function_kind(forward)
     if kind is None:
         print(f"handnn-verify --user: cannot tell the kind of {forward.__name__!r} from its name; pass --kind "
               f"(one of {', '.join(LAYER_KINDS + SEQUENCE_KINDS + UPDATE_KINDS)})", file=sys.stderr)

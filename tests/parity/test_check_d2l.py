@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import textwrap
+
 import inspect
 from typing import Callable, Dict, Tuple
 
@@ -662,3 +664,30 @@ def test_init_states_in_another_layout_is_a_failed_check():
     assert "init_adam_states returned another layout: states[1] holds no 's' in d2l's layout ((v_w, s_w), " \
            "(v_b, s_b))" in report["init states"].comparison.problem
     assert report["params"].passed  # the book's zeros were used instead
+
+
+def test_a_name_shared_with_cs231n_is_told_apart_by_its_signature(tmp_path, capsys):
+    """``sgd(params, lr, batch_size)`` is d2l's, ``sgd(w, dw, config)`` CS231n's: handnn-verify picks the kind from
+    the parameters, without --kind."""
+    from reference.check import infer_function_kind, main_user
+
+    path = tmp_path / "d2l_optim.py"
+    path.write_text(textwrap.dedent('''
+        import torch
+        def sgd(params, lr, batch_size):
+            with torch.no_grad():
+                for param in params:
+                    param -= lr * param.grad / batch_size
+                    param.grad.zero_()
+    '''))
+    namespace: dict = {}
+    exec(path.read_text(), namespace)
+    assert infer_function_kind(namespace["sgd"]) == "d2l_sgd"
+
+    def cs231n_sgd(w, dw, config=None):
+        return w, config
+
+    cs231n_sgd.__name__ = "sgd"
+    assert infer_function_kind(cs231n_sgd) == "sgd"
+    assert main_user(f"{path}:sgd", ["--course", "d2l"]) == 0
+    assert "d2l" in capsys.readouterr().out
