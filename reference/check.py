@@ -222,6 +222,24 @@ COURSES = tuple(PROFILES)
 _EQUIVALENT = {("sgd_momentum", "cs231n"): "torch"}
 
 
+def profiles_table() -> str:
+    """The course profiles as a Markdown table, one row per rule, torch's first (docs/checker.md holds it; a test
+    keeps the two equal)."""
+    names = ["torch"] + [name for name in PROFILES if name != "torch"]
+    lines = ["| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for rule in RULES:
+        cells = []
+        for name in names:
+            value = PROFILES[name].rule(rule)
+            if rule == "bn_momentum":
+                value = value.rsplit(", momentum", 1)[0] + f", momentum {PROFILES[name].bn_momentum_value:g}"
+            same = name != "torch" and getattr(PROFILES[name], rule) == getattr(PROFILES["torch"], rule) and (
+                rule != "bn_momentum" or PROFILES[name].bn_momentum_value == PROFILES["torch"].bn_momentum_value)
+            cells.append("= torch" if same else value)
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def get_profile(course: Optional[str]) -> Profile:
     """The profile of ``course`` (None: torch's), or a ValueError naming the courses."""
     name = "torch" if course is None else str(course).lower()

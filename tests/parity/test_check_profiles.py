@@ -519,3 +519,13 @@ def test_cli_names_python2_code_at_import(tmp_path, capsys):
     assert main_user(f"{path}:relu_forward", []) == 2
     err = capsys.readouterr().err
     assert "raised NameError at import" in err and "Python 2's xrange: use range" in err
+
+
+def test_docs_show_every_profiles_rules_next_to_torchs():
+    """docs/checker.md holds the profile table generated from reference.check.PROFILES (kept equal here)."""
+    from pathlib import Path
+
+    from reference.check import profiles_table
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "checker.md").read_text(encoding="utf-8")
+    assert profiles_table() in docs
