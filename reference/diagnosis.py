@@ -1002,14 +1002,15 @@ def _gates_swapped(hidden: int) -> np.ndarray:
 
 def _recurrent(ctx: Context, *, torch_gates: bool = False, tanh_linear: str = "", carry_h: bool = True,
                carry_c: bool = True, through_forget: bool = True, c_from_h: bool = True,
-               param_step: Optional[int] = None) -> Optional[np.ndarray]:
+               param_step: Optional[int] = None, tanh_of_input: bool = False) -> Optional[np.ndarray]:
     """The value ``ctx.check`` names of a vanilla RNN or LSTM (step or sequence) computed with one deviation.
 
     ``torch_gates``: the LSTM's blocks read as i, f, g, o; ``tanh_linear``: where tanh' is taken as 1 − tanh,
     'h' (the RNN's next_h), 'c' (the LSTM's tanh(next_c)), 'g' (its candidate), e.g. 'cg' for both;
     ``carry_h``/``carry_c``: the hidden/cell gradient of step t + 1 passed to step t; ``through_forget=False``:
     dprev_c = dc (not dc·f); ``c_from_h=False``: dc without the path through next_h; ``param_step``: the weight
-    gradients of that one time step only (negative from the end).
+    gradients of that one time step only (negative from the end); ``tanh_of_input``: the RNN's tanh' computed from
+    its input, 1 − a² with a = x·Wx + prev_h·Wh + b, instead of from its output.
     """
     key = _RECURRENT_VALUES.get(ctx.check)
     x, h0, wx, wh, b, dout = ctx.need("x", "h0", "Wx", "Wh", "b", "dout")
@@ -1027,9 +1028,10 @@ def _recurrent(ctx: Context, *, torch_gates: bool = False, tanh_linear: str = ""
 
     def dtanh(y: np.ndarray, where: str) -> np.ndarray:
         return 1 - y if where in tanh_linear else 1 - y * y
-    hs, cs, saved = [h0], [ctx.get("c0", np.zeros_like(h0))], []
+    hs, cs, saved, pre = [h0], [ctx.get("c0", np.zeros_like(h0))], [], []
     for t in range(steps):
         a = xs[:, t] @ wx + hs[-1] @ wh + b
+        pre.append(a)
         if lstm:
             i, f, o = (_sigmoid(a[:, k * hidden:(k + 1) * hidden]) for k in range(3))
             g = np.tanh(a[:, 3 * hidden:])
@@ -1054,7 +1056,7 @@ def _recurrent(ctx: Context, *, torch_gates: bool = False, tanh_linear: str = ""
                                  dc * i * dtanh(g, "g")], axis=1)
             dc_next = dc * f if through_forget else dc
         else:
-            da = dh * dtanh(hs[t + 1], "h")
+            da = dh * (1 - pre[t] * pre[t] if tanh_of_input else dtanh(hs[t + 1], "h"))
         dx[:, t] = da @ wx.T
         dh_next = da @ wh.T
         if param_step is None or t == param_step % steps:
@@ -1083,6 +1085,12 @@ def _tanh_grad_not_squared(ctx: Context) -> Optional[np.ndarray]:
     variants = [v for v in (_recurrent(ctx, tanh_linear=w) for w in ("cg", "c", "g")) if v is not None]
     fits = [v for v in variants if np.shape(v) == ctx.actual.shape]
     return min(fits, key=lambda v: float(np.max(np.abs(v - ctx.actual)))) if fits else None
+
+
+@register("tanh_grad_of_input", "tanh' taken from the input: 1 − a² with a = x·Wx + prev_h·Wh + b; it is "
+          "1 − tanh(a)², from the output: da = dnext_h · (1 − next_h**2)", ("grad",), ("rnn",))
+def _tanh_grad_of_input(ctx: Context) -> Optional[np.ndarray]:
+    return _recurrent(ctx, tanh_of_input=True)
 
 
 @register("recurrent_no_upstream_dh", "the gradient from the next time step is missing: step t's backward must "

@@ -188,6 +188,18 @@ def temporal_softmax_loss_log_softmax(x, y, mask, verbose=False):
 
 
 # ---- planted bugs -------------------------------------------------------------------------------------------------
+def rnn_step_forward_keeps_a(x, prev_h, Wx, Wh, b):
+    a = x.dot(Wx) + prev_h.dot(Wh) + b
+    return np.tanh(a), (x, prev_h, Wx, Wh, a)
+
+
+def rnn_step_backward_tanh_of_input(dnext_h, cache):
+    """The bug: tanh' from the pre-activation a (the input of tanh), 1 - a**2, not from the output next_h."""
+    x, prev_h, Wx, Wh, a = cache
+    da = dnext_h * (1 - a ** 2)
+    return da.dot(Wx.T), da.dot(Wh.T), x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
+
+
 def make_rnn(bug: Optional[str] = None) -> Tuple[Callable, Callable, Callable, Callable]:
     """(rnn_step_forward, rnn_step_backward, rnn_forward, rnn_backward) with one planted ``bug`` (None: correct)."""
     def step_backward(dnext_h, cache):
@@ -357,6 +369,8 @@ PLANTED: Dict[str, Tuple[str, Callable, Optional[Callable], Dict[str, str]]] = {
     "rnn_step: tanh' = 1 − tanh": ("rnn_step", *_rnn("tanh_linear", step=True),
                                    dict.fromkeys(RNN_STEP_CHECKS[1:], "tanh_grad_not_squared")),
     "rnn: tanh' = 1 − tanh": ("rnn", *_rnn("tanh_linear"), dict.fromkeys(GRADS, "tanh_grad_not_squared")),
+    "rnn_step: tanh' from the input": ("rnn_step", rnn_step_forward_keeps_a, rnn_step_backward_tanh_of_input,
+                                       dict.fromkeys(RNN_STEP_CHECKS[1:], "tanh_grad_of_input")),
     "rnn: dh[t] only": ("rnn", *_rnn("no_upstream"), dict.fromkeys(GRADS, "recurrent_no_upstream_dh")),
     "rnn: dWh overwritten": ("rnn", *_rnn("dWh_overwritten"), {"dWh": "recurrent_param_grad_first_step"}),
     "rnn: weight gradients of the last step": ("rnn", *_rnn("params_last_step"),
