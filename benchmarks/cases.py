@@ -141,6 +141,45 @@ def _conv_vs_naive(size: str, dtype: np.dtype, rng: np.random.Generator) -> Buil
     return built
 
 
+#: CIFAR-10 scale for fully connected layers: a batch of 200 flattened 32 x 32 x 3 images, as in CS231n's
+#: assignment 2 (and a tiny stand-in for the smoke run)
+CIFAR_FLAT = {"tiny": (4, 12), "medium": (200, 3072)}
+
+
+def _norm_vs_course(kind: str):
+    """BatchNorm1d or LayerNorm forward + backward on (N, D), beside CS231n's vectorised solution
+    (:mod:`benchmarks.peers`) on the same input, parameters and upstream gradient."""
+
+    def build(size: str, dtype: np.dtype, rng: np.random.Generator) -> Built:
+        factory = (lambda c, d, r: nn.BatchNorm1d(c, dtype=d)) if kind == "batch" else (
+            lambda c, d, r: nn.LayerNorm(c, dtype=d))
+        built = _layer(factory, shapes=CIFAR_FLAT)(size, dtype, rng)
+        n, d = CIFAR_FLAT[size]
+        gamma = rng.uniform(0.5, 1.5, d).astype(dtype)
+        beta = rng.normal(size=d).astype(dtype)
+        x = rng.normal(size=(n, d)).astype(dtype)
+        dout = rng.normal(size=(n, d)).astype(dtype)
+        forward, backward = ((peers.batchnorm_forward, peers.batchnorm_backward_alt) if kind == "batch"
+                             else (peers.layernorm_forward, peers.layernorm_backward))
+
+        def course() -> object:
+            _, cache = forward(x, gamma, beta, {"mode": "train"})
+            return backward(dout, cache)[0]
+
+        built.peer = course
+        built.peer_name = ("CS231n batchnorm_forward + batchnorm_backward_alt" if kind == "batch"
+                           else "CS231n layernorm_forward + layernorm_backward")
+        return built
+
+    return build
+
+
+NORMS_VS_COURSE: List[Case] = [
+    Case("BatchNorm1d 3072 (CIFAR) vs course code", "layer", _norm_vs_course("batch"), sizes=tuple(CIFAR_FLAT)),
+    Case("LayerNorm 3072 (CIFAR) vs course code", "layer", _norm_vs_course("layer"), sizes=tuple(CIFAR_FLAT)),
+]
+LAYERS += NORMS_VS_COURSE
+
 CNN_LAYERS: List[Case] = [
     Case("Conv2d 32→64 3×3 pad 1 (CIFAR)", "layer",
          _layer(lambda c, d, r: nn.Conv2d(c, 64, 3, padding=1, dtype=d, rng=r), shapes=CIFAR_32),

@@ -1,23 +1,14 @@
-"""Building blocks of the fast kernels: shared constant arrays, BLAS reductions, and unbuffered broadcasting.
+"""The speed helpers of handnn's functional code, each behind a name that says what it computes.
 
-Four measured facts about NumPy (2.x, one thread, this project's benchmark machine) shape them:
-
-* ``np.maximum(x, 0)`` (and ``np.minimum``) against a scalar runs a scalar loop; against a contiguous zeros array,
-  the SIMD loop (3-4x faster): :func:`against_zero`. ``np.ones(n)`` costs about a microsecond per call. Hence
-  read-only constant blocks, made once.
-* Sums along an axis (``x.sum(axis=1)``, ``np.einsum('mk,mk->m', ...)``) run 3-8x slower than the same sums as a
-  matrix-vector product with a ones vector (BLAS ``gemv``): :func:`row_sums`, :func:`col_sums`, :func:`channel_sums`;
-  sums of products per row, as ``np.vecdot`` (a BLAS dot per row): :func:`row_dots`.
-* A ufunc with a Python number operand (``x - 1``) spends about 0.3 microseconds more than with a 0-d array of
-  ``x``'s dtype: :data:`ZERO`, :data:`ONE` for small arrays.
-* A broadcast operation whose rows are shorter than NumPy's ufunc buffer (8192 elements), such as ``x * weight``
-  over (512, 1024) or ``x - mean`` per row, is copied through that buffer: 1.7-2.3x slower than with a small buffer
-  size. :func:`unbuffered` sets a small one for the element-wise work of large arrays (values are unchanged: the
-  buffer size only changes how an element-wise loop is chunked; ufunc reductions such as ``sum`` are kept outside
-  it, since their summation order could change; BLAS products do not use the buffer).
+Every helper here computes exactly what its plain NumPy counterpart computes (named in its docstring) and exists
+because that counterpart is slow in NumPy for a reason stated in one sentence: NumPy's SIMD loops run only for some
+operand layouts, its axis reductions are slower than BLAS products with a ones vector, and broadcasting over short
+rows goes through its ufunc buffer. Whether each still pays is measured by ``python -m benchmarks`` (see
+benchmarks/README.md), not recorded here.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
@@ -29,9 +20,8 @@ _vecdot = getattr(np, "vecdot", None)
 #: in cache when a large array is processed block by block
 BLOCK = 65536
 
-#: :func:`blockwise` runs arrays of up to this many bytes whole: an optimizer's six arrays of 2 MiB stay in this
-#: machine's 32 MiB L3 cache, where blocks saved nothing and cost their calls (8 blocks x 13 ufunc calls): a float32
-#: 512 x 1024 Adam step took 0.89 ms whole and 1.0 ms in blocks; at 4 MiB (float64) blocks took 2.4 ms against 4.0
+#: :func:`blockwise` runs arrays of up to this many bytes whole: an optimizer's arrays of that size stay in a
+#: last-level cache, where blocks save no memory traffic and only add calls
 WHOLE_BYTES = 2 * 1024 * 1024
 
 _blocks: Dict[Tuple[int, np.dtype], np.ndarray] = {}
@@ -39,8 +29,8 @@ _blocks: Dict[Tuple[int, np.dtype], np.ndarray] = {}
 #: the unsigned integer type of each float's width, for bit-level work
 UINT_OF = {np.dtype(np.float32): np.dtype(np.uint32), np.dtype(np.float64): np.dtype(np.uint64)}
 
-#: the ufunc buffer size :func:`unbuffered` sets (elements), and the array size from which it is worth its cost
-#: (about 2 microseconds to set and restore)
+#: the ufunc buffer size :func:`unbuffered` sets (elements), and the array size from which it is worth the cost
+#: of setting and restoring it
 SMALL_BUFFER = 256
 UNBUFFERED_FROM = 65536
 
@@ -82,8 +72,8 @@ def blockwise(kernel: Callable[..., None], arrays: Tuple[np.ndarray, ...], scrat
 class ScalarOf(dict):
     """``value`` as a read-only 0-d array of each dtype asked for (``ZERO[x.dtype]``), made once per dtype.
 
-    A ufunc takes a 0-d array of its operand's dtype about 0.3 microseconds faster than the Python number (NumPy
-    2's weak-scalar promotion): a share of every small call. The value and result dtype are the same either way.
+    A ufunc takes a 0-d array of its operand's dtype with less overhead than a Python number (no weak-scalar
+    promotion step), a share of every small call. The value and result dtype are the same either way.
     """
 
     def __init__(self, value: int) -> None:
@@ -115,13 +105,13 @@ def constant_block(value: int, dtype: np.dtype) -> np.ndarray:
 SMALL_AGAINST_ZERO = 2048
 
 #: :func:`against_zero`'s row length for large arrays: NumPy's ufunc buffer size, so that the broadcast zeros row
-#: is read directly, not copied through the buffer. One call over every row measured 10-15 % faster at 512 x 1024
-#: (float32 95 against 110 us, float64 141 against 163) than one call per block of ``BLOCK`` elements
+#: is read directly, not copied through the buffer, in one call over every row
 ZERO_ROW = 8192
 
 
 def against_zero(ufunc: np.ufunc, x: np.ndarray) -> np.ndarray:
-    """``ufunc(x, 0)`` as a new array (``np.maximum``, ``np.minimum``), 3-4x faster on large inputs.
+    """``ufunc(x, 0)`` as a new array (``np.maximum``, ``np.minimum``), because NumPy runs these against a scalar
+    without its SIMD loop.
 
     NumPy's SIMD loops for these run only for two contiguous arrays: against the scalar 0 they fall back to a
     scalar loop. A large C-contiguous ``x`` is therefore taken against the zeros block: viewed as rows of
@@ -143,6 +133,21 @@ def against_zero(ufunc: np.ufunc, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def where_kept(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``np.where(keep, a, 0)`` as a new array (+0.0 where not kept, a NaN or inf there dropped too), computed on
+    the bits because ``np.where`` on a random mask has no SIMD loop and ``a * keep`` would turn a dropped NaN or
+    inf into NaN.
+
+    ``keep`` cast to 0/1 integers of ``a``'s width, times ``a`` viewed as unsigned integers, is ``a``'s bit pattern
+    or 0 (exact: x * 1 = x, x * 0 = 0); casting first keeps the multiply a same-type one, whose loop is unbuffered.
+    """
+    bits = UINT_OF[a.dtype]
+    a_bits = a.view(bits)  # the same item size: a view of any layout
+    mask = np.asarray(keep).astype(bits, order="C")
+    np.multiply(mask, a_bits, out=mask)
+    return mask.view(a.dtype)
+
+
 def ones(n: int, dtype: np.dtype) -> np.ndarray:
     """``np.ones(n, dtype)``, a read-only view of the shared block when ``n <= BLOCK``."""
     return constant_block(1, dtype)[:n] if n <= BLOCK else np.ones(n, dtype)
@@ -151,7 +156,8 @@ def ones(n: int, dtype: np.dtype) -> np.ndarray:
 @contextmanager
 def unbuffered(size: int) -> Iterator[None]:
     """Run the enclosed element-wise work with a small ufunc buffer when it touches ``size >= UNBUFFERED_FROM``
-    elements (see the module docstring); a no-op below."""
+    elements, because NumPy copies a broadcast operand whose rows are shorter than its buffer (``x - mean`` per row)
+    through that buffer; a no-op below. Values are unchanged: the buffer size only changes how a loop is chunked."""
     if size < UNBUFFERED_FROM:
         yield
         return
@@ -163,15 +169,16 @@ def unbuffered(size: int) -> Iterator[None]:
 
 
 def row_sums(a: np.ndarray) -> np.ndarray:
-    """Sums of the rows of a 2-d ``a`` (M, K): shape (M,), in ``a``'s dtype (BLAS accumulation)."""
+    """Sums of the rows of a 2-d ``a`` (M, K): shape (M,), in ``a``'s dtype, as a BLAS matrix-vector product with
+    a ones vector, which ``a.sum(axis=1)`` takes longer than."""
     return a @ ones(a.shape[1], a.dtype)
 
 
 def row_dots(a: np.ndarray, b: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Row-wise dot products ``sum(a * b, axis=1)`` of two (M, K) arrays: shape (M,), in their dtype.
 
-    ``np.vecdot`` (NumPy >= 2.0) runs a BLAS dot per row: one pass, no product array, 2-4x faster than a multiply
-    followed by :func:`row_sums` on large rows; older NumPy takes that multiply and matrix-vector product.
+    ``np.vecdot`` (NumPy >= 2.0) runs a BLAS dot per row: one pass and no product array, where a multiply
+    followed by :func:`row_sums` makes two; older NumPy takes that multiply and matrix-vector product.
     """
     if _vecdot is not None:
         return _vecdot(a, b, out=out)
@@ -179,16 +186,50 @@ def row_dots(a: np.ndarray, b: np.ndarray, out: Optional[np.ndarray] = None) -> 
 
 
 def col_sums(a: np.ndarray) -> np.ndarray:
-    """Sums of the columns of a 2-d ``a`` (M, K): shape (K,), in ``a``'s dtype (BLAS accumulation)."""
+    """Sums of the columns of a 2-d ``a`` (M, K): shape (K,), in ``a``'s dtype, as a BLAS vector-matrix product,
+    which ``a.sum(axis=0)`` (one row at a time) takes longer than."""
     return ones(a.shape[0], a.dtype) @ a
 
 
-def channel_sums(a: np.ndarray) -> np.ndarray:
-    """Sum over every dim but 1 of an (N, C, *) array: shape (C,), in ``a``'s dtype (BLAS accumulation)."""
-    n, c = a.shape[:2]
-    if a.ndim == 2:
-        return col_sums(a)
-    return col_sums(row_sums(a.reshape(n * c, -1)).reshape(n, c))
+def axis_sums(a: np.ndarray, axes: Tuple[int, ...]) -> np.ndarray:
+    """``a.sum(axis=axes, keepdims=True)``, in ``a``'s dtype, as BLAS matrix-vector products with a ones vector,
+    which NumPy's reductions over several or non-contiguous axes take several times longer than.
+
+    The BLAS path takes a C-contiguous ``a`` summed over a block of leading axes and/or a block of trailing ones
+    (every normalisation's statistics and parameter gradients); anything else is NumPy's sum.
+    """
+    ndim = a.ndim
+    axes = tuple(sorted(axis % ndim for axis in axes))
+    lead = next((i for i in range(ndim + 1) if i not in axes), ndim)  # axes 0 .. lead-1 are summed
+    trail = len(axes) - lead  # and the last ``trail`` axes
+    if axes[lead:] != tuple(range(ndim - trail, ndim)) or not a.flags.c_contiguous:
+        return np.add.reduce(a, axis=axes, keepdims=True)
+    keep = [1 if axis in axes else size for axis, size in enumerate(a.shape)]
+    outer = math.prod(a.shape[:lead])
+    inner = math.prod(a.shape[ndim - trail:])
+    middle = math.prod(a.shape[lead:ndim - trail])
+    sums = a.reshape(outer * middle, inner) @ ones(inner, a.dtype) if trail else a.reshape(-1)
+    if lead:
+        sums = ones(outer, a.dtype) @ sums.reshape(outer, middle)
+    return sums.reshape(keep)
+
+
+def axis_dots(a: np.ndarray, b: np.ndarray, axes: Tuple[int, ...]) -> np.ndarray:
+    """``(a * b).sum(axis=axes, keepdims=True)``: over trailing axes of two C-contiguous arrays of one shape, a
+    BLAS dot per row (``np.vecdot``), which reads both once and writes no product array; else
+    :func:`axis_sums` of the product."""
+    ndim = a.ndim
+    axes = tuple(sorted(axis % ndim for axis in axes))
+    lead = next((i for i in range(ndim + 1) if i not in axes), ndim)
+    trail = len(axes) - lead
+    if (_vecdot is None or not trail or a.shape != b.shape or a.dtype != b.dtype
+            or not (a.flags.c_contiguous and b.flags.c_contiguous) or axes[lead:] != tuple(range(ndim - trail, ndim))):
+        return axis_sums(np.multiply(a, b), axes)
+    inner = math.prod(a.shape[ndim - trail:])
+    outer = math.prod(a.shape[:ndim - trail])
+    rows = _vecdot(a.reshape(outer, inner), b.reshape(outer, inner)).reshape(a.shape[:ndim - trail])
+    sums = axis_sums(rows, tuple(range(lead))) if lead else rows
+    return sums.reshape([1 if axis in axes else size for axis, size in enumerate(a.shape)])
 
 
 # ---- scatter-adding rows (Embedding's backward) ----------------------------------------------------------------------
@@ -217,3 +258,4 @@ def scatter_add_rows(out: np.ndarray, rows: np.ndarray, values: np.ndarray) -> N
     if top >= _SCATTER_PASSES:
         rest = order[rank >= _SCATTER_PASSES]
         np.add.at(out, rows[rest], values[rest])
+

@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._validation import NO_KERNEL, check_array, normalize_dim
-from ._kernels import UINT_OF, ZERO, against_zero, blocks, row_sums, unbuffered
+from ._kernels import ZERO, blocks, row_sums, unbuffered, where_kept
 from .special import erf
 
 
@@ -26,26 +26,9 @@ class ActivationCache(NamedTuple):
     extra: Optional[np.ndarray] = None
 
 
-def select(keep: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """``np.where(keep, a, 0)`` (a new array; +0.0 where not kept, NaN in ``a`` dropped where not kept).
-
-    Computed on the bits: ``keep`` cast to 0/1 integers of ``a``'s width, times ``a`` viewed as unsigned integers,
-    which is ``a``'s bit pattern or 0 (exact: x * 1 = x, x * 0 = 0). ``np.where`` on a random boolean mask runs
-    ~10x slower (it has no SIMD loop) and ``a * keep`` in floating point would turn a dropped NaN or inf into NaN.
-    The cast first, then a same-type multiply, measured 15-25 % faster at every size (64 to 65536 elements) than
-    one mixed uint8 x uint{32,64} multiply, whose casting inner loop is buffered.
-    """
-    bits = UINT_OF[a.dtype]
-    a_bits = a.view(bits)  # the same item size: a view of any layout
-    mask = np.asarray(keep).astype(bits, order="C")
-    np.multiply(mask, a_bits, out=mask)
-    return mask.view(a.dtype)
-
-
 def relu_values(x: np.ndarray) -> np.ndarray:
-    """``np.maximum(x, 0)`` as a new array (NaN propagated), 3-4x faster on large inputs: see
-    :func:`._kernels.against_zero`."""
-    return against_zero(np.maximum, x)
+    """``np.maximum(x, 0)``: a new array, NaN propagated."""
+    return np.maximum(x, 0)
 
 
 # ---- ReLU: y = max(x, 0); dy/dx = 0 where y <= 0 (so 0 at x == 0, as in torch) -----------------------------
@@ -63,7 +46,7 @@ def relu_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
     # output passes dout, as it does in torch (NaN <= 0 is false)
     saved = cache.saved
     keep = np.asarray(np.not_equal(saved, ZERO[saved.dtype]))  # an array even for 0-d input
-    return select(keep, dout)
+    return where_kept(keep, dout)
 
 
 # ---- LeakyReLU: y = x if x > 0 else slope * x ---------------------------------------------------

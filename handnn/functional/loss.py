@@ -307,7 +307,7 @@ binary_cross_entropy_backward = _elementwise_backward
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
     """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, finite for every finite ``x`` (one temporary)."""
-    # not np.copysign(x, -1): one pass, but without a SIMD loop (3-4x slower on large inputs); out= keeps a 0-d x an
+    # not np.copysign(x, -1): one pass, but without a SIMD loop (slower on large inputs); out= keeps a 0-d x an
     # array (a ufunc returns a NumPy scalar for it)
     t = np.abs(x, out=np.empty(x.shape, x.dtype))
     np.negative(t, out=t)

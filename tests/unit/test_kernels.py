@@ -1,5 +1,5 @@
-"""The fast kernels' building blocks (``handnn.functional._kernels``) and the large-array statistics path of
-BatchNorm, without torch: BLAS sums against NumPy's, the buffer size restored, the batch mean and variance against
+"""The fast kernels' building blocks (``handnn.functional._kernels``) and BatchNorm's statistics of large
+ill-conditioned float32 inputs, without torch: BLAS sums against NumPy's, the buffer size restored, the batch mean and variance against
 float64 NumPy where the data are too ill-conditioned for the parity table."""
 from __future__ import annotations
 
@@ -117,10 +117,11 @@ def test_blas_sums_are_sums(dtype, seed):
     a2 = a.reshape(37, -1)
     np.testing.assert_allclose(_kernels.row_sums(a2), a2.sum(axis=1, dtype=np.float64), rtol=rtol, atol=rtol * 10)
     np.testing.assert_allclose(_kernels.col_sums(a2), a2.sum(axis=0, dtype=np.float64), rtol=rtol, atol=rtol * 10)
-    np.testing.assert_allclose(_kernels.channel_sums(a), a.sum(axis=(0, 2), dtype=np.float64), rtol=rtol,
-                               atol=rtol * 10)
-    np.testing.assert_allclose(_kernels.channel_sums(a2), a2.sum(axis=0, dtype=np.float64), rtol=rtol,
-                               atol=rtol * 10)
+    for axes in ((0, 2), (0,), (2,), (1, 2), (0, 1, 2), (1,)):  # leading and/or trailing blocks, and NumPy's path
+        expected = a.sum(axis=axes, dtype=np.float64, keepdims=True)
+        np.testing.assert_allclose(_kernels.axis_sums(a, axes), expected, rtol=rtol, atol=rtol * 10)
+        np.testing.assert_allclose(_kernels.axis_dots(a, a, axes), (a.astype(np.float64) ** 2).sum(
+            axis=axes, keepdims=True), rtol=rtol, atol=rtol * 10)
     assert _kernels.row_sums(a2).dtype == dtype
     assert np.array_equal(_kernels.row_sums(np.zeros((3, 0), dtype)), np.zeros(3, dtype))
 
@@ -150,8 +151,8 @@ def test_row_dots_are_row_dot_products(dtype, vecdot, seed, monkeypatch):
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_batch_statistics_to_float32_rounding(name, spread, seed):
     """float32 data 1e3 / spread standard deviations off zero (beyond the tolerance table's conditioning, so compared
-    with float64 NumPy here, not torch, which is further off): the first, float32 BLAS mean is off by many ulps;
-    after the second pass's shift the batch mean (read through momentum=1's running_mean) is the float64 mean to 2
+    with float64 NumPy here, not torch, which is further off): a float32 BLAS mean would be off by many ulps;
+    accumulated in float64, the batch mean (read through momentum=1's running_mean) is the float64 mean to 2
     ulps, and the unbiased variance is the float64 one to 1e-5 relative (the correction's sign matters at 1e-2)."""
     build, shape = LAYERS[name]
     rng = np.random.default_rng(seed)
