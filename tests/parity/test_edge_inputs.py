@@ -29,10 +29,17 @@ BY_ID = {case.id: case for case in CASES}
 README = Path(__file__).resolve().parents[2] / "docs" / "differences.md"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_edge_case_behaves_as_torch(case):
-    result = edge.run(case)
-    assert result.passed, str(result)
+#: the cases grouped by (class, constructor variant, dtype): one test runs every edge of its group and lists every
+#: failing case (``python -m reference.edge --only 'ID'`` reruns one), ~250 tests rather than one per case
+GROUPS = {}
+for _case in CASES:
+    GROUPS.setdefault(f"{_case.name}[{_case.variant}]-{_case.dtype}", []).append(_case)
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_edge_cases_behave_as_torch(group):
+    failed = [result for result in map(edge.run, GROUPS[group]) if not result.passed]
+    assert not failed, f"{len(failed)} of {len(GROUPS[group])} cases:\n" + "\n".join(map(str, failed))
 
 
 # ---- the sweep covers everything ----------------------------------------------------------------------------------
