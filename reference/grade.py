@@ -942,7 +942,7 @@ def run_subprocess(student: Student, options: GradeOptions) -> Dict[str, Any]:
         out, out_txt, err_txt = str(base / "result.json"), base / "stdout.txt", base / "stderr.txt"
         spec = base / "student.json"
         spec.write_text(json.dumps(asdict(_staged(student, base))), encoding="utf-8")
-        argv = [sys.executable, "-m", "reference.grade", "--one-student", str(spec), "--json", out,
+        argv = [sys.executable, "-m", f"{__package__}.grade", "--one-student", str(spec), "--json", out,
                 *options.check_argv()]
         start = time.perf_counter()
         with open(out_txt, "wb") as fo, open(err_txt, "wb") as fe:
@@ -1067,7 +1067,7 @@ class _Worker:
         self.proc: Optional[subprocess.Popen] = None
 
     def _start(self) -> subprocess.Popen:
-        self.proc = subprocess.Popen([sys.executable, "-m", "reference.grade", "--worker"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", f"{__package__}.grade", "--worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_child_env(),
                                      text=True, encoding="utf-8")
         return self.proc

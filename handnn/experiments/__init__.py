@@ -43,7 +43,7 @@ class BackendUnavailable(RuntimeError):
 
 
 def load_backend(name: str) -> Backend:
-    """``HandnnBackend()`` or, imported only now, ``reference.experiments.TorchBackend()``.
+    """``HandnnBackend()`` or, imported only now, ``handnn_reference.experiments.TorchBackend()``.
 
     handnn never imports torch: the torch backend lives in ``reference`` and is looked up by name.
     """
@@ -51,11 +51,16 @@ def load_backend(name: str) -> Backend:
         return HandnnBackend()
     if name != "torch":
         raise ValueError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
-    try:
-        module = importlib.import_module("reference.experiments")
-    except ImportError as exc:
-        raise BackendUnavailable(f"{TORCH_HINT}: {exc}") from exc
-    return module.TorchBackend()
+    # installed, the torch side is handnn_reference; in a checkout it may already be imported as reference (the
+    # repository's folder): use that one, never a second copy of the same modules
+    names = ["reference", "handnn_reference"] if "reference.twin" in sys.modules else ["handnn_reference", "reference"]
+    errors = []
+    for name in names:
+        try:
+            return importlib.import_module(f"{name}.experiments").TorchBackend()
+        except ImportError as exc:
+            errors.append(exc)
+    raise BackendUnavailable(f"{TORCH_HINT}: {errors[0]}") from errors[0]
 
 
 def positive_int(text: str) -> int:

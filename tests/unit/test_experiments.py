@@ -514,7 +514,8 @@ def test_experiments_run_with_torch_blocked():
 
 def test_torch_backend_missing_is_a_clear_error(monkeypatch, capsys):
     """Without torch/reference, ``--backend torch`` fails at once with exit status 2 and says what to install."""
-    monkeypatch.setitem(sys.modules, "reference.experiments", None)
+    for name in ("reference.experiments", "handnn_reference.experiments"):  # the checkout's and the installed name
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setattr(regularization, "run", lambda *a, **k: pytest.fail("trained before checking the backend"))
     assert main(["regularization", "--backend", "torch"]) == 2
     err = capsys.readouterr().err

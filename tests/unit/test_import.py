@@ -157,3 +157,22 @@ def test_the_seed_examples_name_their_seeds_relative_to_the_repository():
     for path in examples.glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert "/work/" not in text and "``../shared/seeds/" in text.split("\n", 1)[0], path.name
+
+
+def test_the_torch_side_installs_under_a_name_of_its_own():
+    """The wheel holds handnn and handnn_reference (the repository's reference/ folder), never a top-level package
+    as generic as ``reference``; every package folder is listed; the command-line entry point uses the installed
+    name. (pyproject.toml read with a regex: tomllib is Python 3.11+.)"""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    listed = re.search(r"^packages = \[(.*?)\]", text, flags=re.M | re.S).group(1)
+    packages = set(re.findall(r'"([\w.]+)"', listed))
+    expected = {".".join(p.parent.relative_to(root).parts) for p in root.glob("handnn/**/__init__.py")}
+    expected |= {".".join(["handnn_reference", *p.parent.relative_to(root / "reference").parts])
+                 for p in root.glob("reference/**/__init__.py")}
+    assert packages == expected
+    assert 'package-dir = {"handnn_reference" = "reference"}' in text
+    assert 'handnn-verify = "handnn_reference.report:main"' in text
