@@ -105,12 +105,25 @@ def dropout_forward(
     check_array(x, "dropout", refuses={"int": RuntimeError, "bool": RuntimeError, "complex": NotImplementedError})
     if mask is None:
         mask = draw_dropout_mask(x.shape, p, rng, x.dtype)
-    elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
-        raise TypeError(f"dropout mask must be a boolean ndarray, but got {getattr(mask, 'dtype', type(mask))}")
-    elif mask.shape != x.shape:
-        raise ValueError(f"dropout mask of shape {mask.shape} does not match the input's shape {x.shape}")
-    # torch scales in the input's dtype: float32(1) / float32(1 - p) for float32 input, and multiplies the input by
-    # noise = mask * scale: x * scale where kept, x * 0 (-0.0 for negative x, NaN for inf) where dropped
+    else:
+        _check_mask(mask, x.shape, "dropout", "the input's shape")
+    return _apply_keep_mask(x, mask, p)
+
+
+def _check_mask(mask: object, shape: Tuple[int, ...], op: str, what: str) -> None:
+    """A given keep-mask must be a boolean array of ``shape`` (TypeError, ValueError naming what was given)."""
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        raise TypeError(f"{op} mask must be a boolean ndarray, but got {getattr(mask, 'dtype', type(mask))}")
+    if mask.shape != shape:
+        raise ValueError(f"{op} mask of shape {mask.shape} does not match {what} {shape}")
+
+
+def _apply_keep_mask(x: np.ndarray, mask: np.ndarray, p: float) -> Tuple[np.ndarray, DropoutCache]:
+    """``x * noise`` with ``noise = mask / (1 - p)``, broadcast (Dropout2d: one value per channel).
+
+    torch scales in the input's dtype: float32(1) / float32(1 - p) for float32 input, and multiplies the input by
+    noise = mask * scale: x * scale where kept, x * 0 (-0.0 for negative x, NaN for inf) where dropped.
+    """
     scale = x.dtype.type(1) / x.dtype.type(1.0 - p)
     noise = mask.astype(x.dtype)
     noise *= scale
@@ -207,17 +220,9 @@ def dropout2d_forward(
     shape = feature_noise_shape(x.shape)
     if mask is None:
         mask = draw_dropout_mask(shape, p, rng, x.dtype)
-    elif not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
-        raise TypeError(f"dropout2d mask must be a boolean ndarray, but got {getattr(mask, 'dtype', type(mask))}")
-    elif mask.shape != shape:
-        raise ValueError(f"dropout2d mask of shape {mask.shape} does not match the input's (N, C, 1, ...) noise "
-                         f"shape {shape}")
-    scale = x.dtype.type(1) / x.dtype.type(1.0 - p)
-    noise = mask.astype(x.dtype)
-    noise *= scale
-    with np.errstate(invalid="ignore"):  # a dropped inf gives NaN (inf * 0), as in torch
-        out = np.multiply(x, noise)
-    return out, DropoutCache(noise)
+    else:
+        _check_mask(mask, shape, "dropout2d", "the input's (N, C, 1, ...) noise shape")
+    return _apply_keep_mask(x, mask, p)
 
 
 def dropout2d_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
