@@ -73,7 +73,7 @@ What torch does, and how exact the reproduction is
   in float32 with exact FMAs: bit-exact on any x86-64 CPU with AVX2. torch's scalar kernel (CPUs without AVX2,
   ``ATEN_CPU_CAPABILITY=default``, and builds for other architectures, which do not compile the AVX2 kernel; it
   calls libm's float ``logf``/``cosf``/``sinf``) is *not* reproduced: about a
-  third of its values differ, by at most ``18 * eps(float32) * max(|x|, 1)`` (measured over 300 seeds;
+  third of its values differ, by at most ``18 * eps(float32) * max(|x|, 1)`` (the largest over 300 seeds;
   ``tests/parity/test_random.py`` holds it to 20).
 
 ``torch.manual_seed(s)`` seeds torch's default generator the same way, so ``TorchGenerator(s)`` also reproduces

@@ -6,7 +6,7 @@ and deep networks trained with and without BatchNorm across weight-initialisatio
    ``handnn.functional.batch_norm_backward`` is the fused one-line form
    ``dx = inv_std·(g − mean(g) − x̂·mean(g·x̂))``, ``g = γ·dout``. Both run on CS231n's check input
    (N, D = 100, 500, ``x = 5·randn + 12``); the table gives their relative errors (CS231n's
-   ``max |a − b| / max(1e-8, |a| + |b|)``) and the best time per call of each. Seed 000 measured a 1.84x
+   ``max |a − b| / max(1e-8, |a| + |b|)``) and the best time per call of each. Seed 000 reported a 1.84x
    speed-up and noted how noisy single timings are: here each time is the best of several repeats, each
    repeat long enough for the clock, and it is printed, never asserted.
 2. **Weight scale.** CS231n's experiment: a 7-hidden-layer ReLU network of width 50 (``Linear → ReLU``, or
@@ -291,7 +291,7 @@ def table(result: Result, *, reported: bool = True) -> str:
 def notes(config: Config) -> str:
     return "\n".join([
         "backward: relative errors against the staged result; times are the best of "
-        f"{config.timing_repeats} repeats (printed, not asserted; seed 000 measured 1.84x)",
+        f"{config.timing_repeats} repeats (printed, not asserted; seed 000 reported 1.84x)",
         "weight scales: train / val = final accuracies in eval mode (running statistics); loss = last batch's loss; "
         "chance = 50 %",
     ])

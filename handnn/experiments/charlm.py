@@ -5,7 +5,7 @@ characters as class indices, the last 10 % held out. A step trains on ``batch_si
 characters drawn at seeded random offsets of the training part, predicting every next character: cross-entropy
 over all ``batch_size · seq_len`` positions, Adam (lr 3e-3), gradients clipped to a total 2-norm of 1
 (``nn.utils.clip_grad_norm_``) before each update. Two variants from the same seed: an LSTM and a GRU of the same
-size. Every 50 steps the next-character accuracy on the held-out text is measured; at the end a greedy continuation
+size. Every 50 steps the next-character accuracy on the held-out text is evaluated; at the end a greedy continuation
 of a prompt is generated.
 
 ``--backend torch`` trains the torch twins on the same windows (``tests/parity/test_sequence_trajectories.py``

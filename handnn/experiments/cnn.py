@@ -5,7 +5,7 @@ into 1497 training and 300 held-out images; the network ``Conv2d(1, 8, 3, paddin
 ReLU → MaxPool2d(2) → Conv2d(8, 16, 3, padding=1) → ReLU → AdaptiveAvgPool2d(1) → Flatten → Linear(16, 10)`` with
 torch's default initialisation; cross-entropy; mini-batches of 32 reshuffled every epoch; ``--iterations`` steps
 (default 600) with SGD (lr 0.05, momentum 0.9, weight decay 1e-3) and with Adam (lr 3e-3), both from the same initial
-weights and seeing the same batches. Every 25 steps the held-out accuracy is measured in eval mode (BatchNorm's
+weights and seeing the same batches. Every 25 steps the held-out accuracy is evaluated in eval mode (BatchNorm's
 running statistics), for the accuracy curves of ``--plot``.
 
 ``--backend torch`` trains the torch twins of the same models on the same batches: the two tables agree to rounding

@@ -3,7 +3,7 @@
 Every helper here computes exactly what its plain NumPy counterpart computes (named in its docstring) and exists
 because that counterpart is slow in NumPy for a reason stated in one sentence: NumPy's SIMD loops run only for some
 operand layouts, its axis reductions are slower than BLAS products with a ones vector, and broadcasting over short
-rows goes through its ufunc buffer. Whether each still pays is measured by ``python -m benchmarks`` (see
+rows goes through its ufunc buffer. Whether each still pays is what ``python -m benchmarks`` shows (see
 benchmarks/README.md), not recorded here.
 """
 from __future__ import annotations
