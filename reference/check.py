@@ -318,10 +318,14 @@ def docstring_dropout_rule(fn: Optional[Callable]) -> Optional[Tuple[str, str]]:
 # ---- the report -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CheckRow:
-    """One check: its comparison with torch (worst over the steps) and, when it failed, the likely cause."""
+    """One check: its comparison with torch (worst over the steps) and, when it failed, the likely cause; a failed
+    row of a built-in kind also holds the two arrays of that worst comparison (``actual``: the user's, ``expected``:
+    torch's), for a picture of where they differ (not in ``to_dict``)."""
 
     comparison: Comparison
     diagnosis: Optional[str] = None
+    actual: Any = field(default=None, repr=False, compare=False)
+    expected: Any = field(default=None, repr=False, compare=False)
 
     @property
     def check(self) -> str:
@@ -457,12 +461,15 @@ class _Rows:
                 out.append(self._fixed[check])
                 continue
             result, actual, expected, context = self._kept[check]
+            if result.passed:
+                out.append(CheckRow(result))
+                continue
             cause = None
-            if not result.passed and actual is not None and np.asarray(actual).dtype.kind in "fiub":
+            if actual is not None and np.asarray(actual).dtype.kind in "fiub":
                 if self.hints and "course_hints" not in context:
                     context = {**context, "course_hints": self.hints}
                 cause = diagnose(check, actual, expected, **context)
-            out.append(CheckRow(result, cause))
+            out.append(CheckRow(result, cause, actual, expected))
         return out
 
 

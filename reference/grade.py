@@ -60,10 +60,9 @@ import time
 import traceback
 import types
 import zlib
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -503,38 +502,6 @@ def _last_line(exc: BaseException) -> str:
 
 
 # ---- checking one function ------------------------------------------------------------------------------------------
-@contextmanager
-def capture_arrays() -> Iterator[List[Tuple[str, Any, Any]]]:
-    """While active, the arrays behind every failed comparison are kept: (check, actual, expected).
-
-    ``reference.check._Rows`` keeps the worst comparison of each check with both arrays; its ``rows()`` is wrapped
-    to copy them out. When that internal changes, no arrays are kept (the maps are left out), nothing else."""
-    from . import check
-
-    rows_class = getattr(check, "_Rows", None)
-    original = getattr(rows_class, "rows", None)
-    if original is None:
-        yield []
-        return
-    found: List[Tuple[str, Any, Any]] = []
-
-    def rows(self):  # type: ignore[no-untyped-def]
-        result = original(self)
-        kept = getattr(self, "_kept", None)
-        if isinstance(kept, dict):
-            for row in result:
-                item = kept.get(getattr(row, "check", None))
-                if not row.passed and isinstance(item, tuple) and len(item) >= 3:
-                    found.append((row.check, item[1], item[2]))
-        return result
-
-    rows_class.rows = rows
-    try:
-        yield found
-    finally:
-        rows_class.rows = original
-
-
 def _as_2d(array: np.ndarray) -> Tuple[np.ndarray, str]:
     """An array laid out flat for a picture: (N, C, H, W) as N rows of C tiles H × W; (A, B, C) as (A·B, C)."""
     if array.ndim == 0:
@@ -629,39 +596,38 @@ def check_entry(entry: Entry, namespace: Mapping[str, Any], options: GradeOption
     if not callable(fn):
         return {**result, "verdict": "error", "message": f"{name} is not a function after the file ran"}
     kind = entry.kind
-    with capture_arrays() as arrays:
-        try:
-            if kind in KINDS:
-                registered = KINDS[kind]
-                extra = {}
-                if options.keep_prob:
-                    extra["keep_prob"] = True
-                if options.momentum_style:
-                    extra["momentum_style"] = options.momentum_style
-                report = registered.run(partner_functions(registered, fn, namespace),
-                                        Options(dtype=options.dtype, seed=options.seed,
-                                                course=options.course or "torch", extra=extra))
-            elif kind in _UPDATE_KINDS:
-                if name not in _canonical(kind) and not _signature_fits(fn, kind):
-                    return {**result, "verdict": "skipped", "message": f"its signature does not take the "
-                            f"{kind} update rule's (w, dw, config)"}
-                report = check.check_update(kind, fn, **_apply(kind, options, _accepts(check.check_update)))
-            else:
-                if name not in _canonical(kind) and not _signature_fits(fn, kind):
-                    return {**result, "verdict": "skipped", "message": f"its signature does not take the "
-                            f"{_ARITY.get(kind)} arguments of a {kind} forward"}
-                backward = namespace.get(entry.backward) if entry.backward else None
-                result["backward"] = entry.backward if callable(backward) else None
-                report = check.check_layer(kind, fn, backward if callable(backward) else None,
-                                           **_apply(kind, options, _accepts(check.check_layer)))
-            data = report.to_dict()
-        except Exception as exc:  # noqa: BLE001 — the checker refused (a convention that does not apply, ...)
-            return {**result, "verdict": "error", "message": _last_line(exc)}
-    maps: Dict[str, Dict[str, Any]] = {}
-    for check_name, actual, expected in arrays:
-        picture = mismatch_map(actual, expected)
+    try:
+        if kind in KINDS:
+            registered = KINDS[kind]
+            extra = {}
+            if options.keep_prob:
+                extra["keep_prob"] = True
+            if options.momentum_style:
+                extra["momentum_style"] = options.momentum_style
+            report = registered.run(partner_functions(registered, fn, namespace),
+                                    Options(dtype=options.dtype, seed=options.seed,
+                                            course=options.course or "torch", extra=extra))
+        elif kind in _UPDATE_KINDS:
+            if name not in _canonical(kind) and not _signature_fits(fn, kind):
+                return {**result, "verdict": "skipped", "message": f"its signature does not take the "
+                        f"{kind} update rule's (w, dw, config)"}
+            report = check.check_update(kind, fn, **_apply(kind, options, _accepts(check.check_update)))
+        else:
+            if name not in _canonical(kind) and not _signature_fits(fn, kind):
+                return {**result, "verdict": "skipped", "message": f"its signature does not take the "
+                        f"{_ARITY.get(kind)} arguments of a {kind} forward"}
+            backward = namespace.get(entry.backward) if entry.backward else None
+            result["backward"] = entry.backward if callable(backward) else None
+            report = check.check_layer(kind, fn, backward if callable(backward) else None,
+                                       **_apply(kind, options, _accepts(check.check_layer)))
+        data = report.to_dict()
+    except Exception as exc:  # noqa: BLE001 — the checker refused (a convention that does not apply, ...)
+        return {**result, "verdict": "error", "message": _last_line(exc)}
+    maps: Dict[str, Dict[str, Any]] = {}  # from the arrays a failed row of a built-in kind holds
+    for failed in report.failures:
+        picture = None if failed.expected is None else mismatch_map(failed.actual, failed.expected)
         if picture is not None:
-            maps[check_name] = picture
+            maps[failed.check] = picture
     rows = []
     for row in data.get("rows", []):
         row = {k: _jsonable(v) for k, v in row.items()}

@@ -462,3 +462,20 @@ def test_cli_update_rule_and_keep_prob(capsys):
 def test_cli_usage_errors(user_module, capsys, spec, argv, message):
     assert main_user(spec.format(module=user_module), argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_failed_row_holds_the_arrays_of_its_worst_comparison():
+    """A failed row keeps the user's and torch's arrays (for the grader's mismatch pictures); a passed row none; the
+    JSON form leaves them out."""
+    def relu_forward(x):
+        return np.maximum(x, 0) * 2, x
+
+    def relu_backward(dout, cache):
+        return dout * (cache > 0)
+
+    report = check_layer("relu", relu_forward, relu_backward)
+    out = report["out"]
+    assert not out.passed and out.actual.shape == out.expected.shape
+    np.testing.assert_array_equal(out.actual, 2 * out.expected)
+    assert report["dx"].passed and report["dx"].actual is None
+    assert all(set(row) >= {"check", "passed"} and "actual" not in row for row in report.to_dict()["rows"])
