@@ -92,6 +92,7 @@ class _Entry:
     comparison: Comparison
     cause: Optional[str] = None
     causes: List[str] = field(default_factory=list)
+    arrays: Tuple[Any, Any] = (None, None)  # the worst comparison's (actual, expected), for the grader's picture
 
 
 class _Table:
@@ -119,9 +120,9 @@ class _Table:
             cause = _explain(check, actual, expected, hypotheses, rules)
         entry = self._entries.get(check)
         if entry is None:
-            self._entries[check] = entry = _Entry(result, cause)
+            self._entries[check] = entry = _Entry(result, cause, arrays=(actual, expected))
         elif _badness(result) > _badness(entry.comparison):
-            entry.comparison, entry.cause = result, cause
+            entry.comparison, entry.cause, entry.arrays = result, cause, (actual, expected)
         if cause and cause not in entry.causes:
             entry.causes.append(cause)
 
@@ -133,7 +134,10 @@ class _Table:
         out = []
         for entry in self._entries.values():
             cause = entry.cause or (entry.causes[0] if entry.causes else None)
-            out.append(CheckRow(entry.comparison, None if entry.comparison.passed else cause))
+            if entry.comparison.passed:
+                out.append(CheckRow(entry.comparison))
+            else:
+                out.append(CheckRow(entry.comparison, cause, *entry.arrays))
         return out
 
 

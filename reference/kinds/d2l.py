@@ -218,7 +218,7 @@ class _Checks(_Rows):
         out = []
         for row in super().rows():
             if not row.passed and row.check in self._causes:
-                row = CheckRow(row.comparison, self._causes[row.check])
+                row = CheckRow(row.comparison, self._causes[row.check], row.actual, row.expected)
             elif row.passed and row.check in self._notes:
                 row = CheckRow(row.comparison, self._notes[row.check])
             out.append(row)

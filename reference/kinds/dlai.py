@@ -138,7 +138,7 @@ class _Checks:
         if not row.passed:
             cause = _fitting(actual, expected, causes, self.dtype)
             if cause is not None:
-                row = CheckRow(row.comparison, _cause(cause))
+                row = CheckRow(row.comparison, _cause(cause), row.actual, row.expected)
         self.rows.fixed(row)
         return row
 

@@ -419,3 +419,25 @@ def test_mismatch_map_of_a_scalar_is_one_cell():
 
     grid = mismatch_map(np.float64(1.5), np.float64(1.0))
     assert grid is not None and grid["rows"] == grid["cols"] == 1 and grid["bad"] == [[1]]
+
+
+def test_a_course_kinds_failure_gets_its_mismatch_map(tmp_path):
+    """Registered course kinds hold their failed rows' arrays too: a CS231n softmax loss whose gradient misses the
+    −1 at the correct class gets a picture of dx."""
+    from reference.grade import GradeOptions, check_entry, plan_entries
+
+    path = tmp_path / "softmax.py"
+    path.write_text(
+        "import numpy as np\n"
+        "def softmax_loss(x, y):\n"
+        "    shifted = x - x.max(axis=1, keepdims=True)\n"
+        "    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)\n"
+        "    n = x.shape[0]\n"
+        "    return -np.log(p[np.arange(n), y]).mean(), p / n\n")
+    namespace: dict = {}
+    exec(path.read_text(), namespace)
+    entries = [e for e in plan_entries([(path.name, "softmax_loss")])[0] if e.function == "softmax_loss"]
+    result = check_entry(entries[0], namespace, GradeOptions())
+    failing = [row for row in result["rows"] if not row["passed"]]
+    dx = [row for row in failing if row["check"] == "dx"]
+    assert dx and all("map" in row for row in dx)
