@@ -40,6 +40,19 @@ def assert_nonzero(name: str, array: np.ndarray) -> None:
         raise AssertionError(f"reference {name} is ~0 everywhere: choose a non-degenerate input or upstream gradient")
 
 
+def assert_bit_exact(ours: Run, theirs: Run) -> None:
+    """Output and dx identical to torch's, dtype included (assert_array_equal alone ignores dtype)."""
+    for name in ("out", "dx"):
+        actual, expected = getattr(ours, name), getattr(theirs, name)
+        assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != torch's {expected.dtype}"
+        np.testing.assert_array_equal(actual, expected, err_msg=f"{name} differs from torch")
+
+
+def assert_nondegenerate(mask: np.ndarray) -> None:
+    """A dropout keep-mask keeping everything or nothing would not test the drop/keep arithmetic."""
+    assert 0 < mask.sum() < mask.size, f"degenerate mask: {mask.sum()} of {mask.size} kept"
+
+
 def assert_step_parity(module: nn.Module, twin: torch.nn.Module, x: np.ndarray, dout: Optional[np.ndarray],
                        *, prefix: str = "", nonzero: bool = True) -> List[Comparison]:
     """One step on both sides; raise ``AssertionError`` listing every mismatch.

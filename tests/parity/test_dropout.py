@@ -17,6 +17,7 @@ import handnn.functional as F
 from handnn import nn
 from reference import Run, assert_nonzero, assert_step_parity, from_torch, run_handnn, run_torch, to_numpy, \
     to_tensor, to_torch
+from reference.harness import assert_bit_exact, assert_nondegenerate
 
 # 0.15 and 0.45: float32(1) / float32(1 - p) != float32(1 / (1 - p)); 0.1, 0.3, 0.8: 1 / (1 - p) is inexact.
 PS = [0.1, 0.15, 0.3, 0.45, 0.5, 0.8]
@@ -31,19 +32,6 @@ def draw(rng: np.random.Generator, shape: Tuple[int, ...], dtype) -> np.ndarray:
 
 def rng_state(generator: np.random.Generator) -> dict:
     return generator.bit_generator.state
-
-
-def assert_bit_exact(ours: Run, theirs: Run) -> None:
-    """Output and dx identical to torch's, dtype included (assert_array_equal alone ignores dtype)."""
-    for name in ("out", "dx"):
-        actual, expected = getattr(ours, name), getattr(theirs, name)
-        assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != torch's {expected.dtype}"
-        np.testing.assert_array_equal(actual, expected, err_msg=f"{name} differs from torch")
-
-
-def assert_nondegenerate(mask: np.ndarray) -> None:
-    """A mask keeping everything or nothing would not test the drop/keep arithmetic."""
-    assert 0 < mask.sum() < mask.size, f"degenerate mask: {mask.sum()} of {mask.size} kept"
 
 
 def torch_dropout(x: np.ndarray, dout: np.ndarray, p: float, seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

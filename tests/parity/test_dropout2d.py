@@ -21,7 +21,7 @@ from handnn import nn
 from handnn.random import TorchGenerator
 from reference import Run, assert_nonzero, assert_step_parity, from_torch, run_handnn, run_torch, to_numpy, \
     to_tensor, to_torch
-from reference.harness import torch_error
+from reference.harness import assert_bit_exact, assert_nondegenerate, torch_error
 from reference.twin import MaskedDropout2d
 
 PS = [0.1, 0.15, 0.3, 0.45, 0.5, 0.8]
@@ -37,18 +37,6 @@ def draw(rng: np.random.Generator, shape: Tuple[int, ...], dtype) -> np.ndarray:
 
 def rng_state(generator) -> object:
     return generator.bit_generator.state
-
-
-def assert_bit_exact(ours: Run, theirs: Run) -> None:
-    """Output and dx identical to torch's, dtype included."""
-    for name in ("out", "dx"):
-        actual, expected = getattr(ours, name), getattr(theirs, name)
-        assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != torch's {expected.dtype}"
-        np.testing.assert_array_equal(actual, expected, err_msg=f"{name} differs from torch")
-
-
-def assert_nondegenerate(mask: np.ndarray) -> None:
-    assert 0 < mask.sum() < mask.size, f"degenerate mask: {mask.sum()} of {mask.size} kept"
 
 
 def torch_dropout2d(x: np.ndarray, dout: np.ndarray, p: float, seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
