@@ -68,8 +68,20 @@ def compare(name: str, actual, expected) -> Comparison:
         return Comparison(name, dtype, np.inf, np.inf, expected.size, expected.size,
                           f"dtype {actual.dtype} != expected {expected.dtype}")
     rtol, atol = tolerance(expected.dtype)
-    a = np.atleast_1d(actual.astype(np.float64))
-    e = np.atleast_1d(expected.astype(np.float64))
+    a = np.atleast_1d(actual.astype(np.float64, copy=False))
+    e = np.atleast_1d(expected.astype(np.float64, copy=False))
+    if atol > 0 and e.size:
+        # The common case, every value finite on both sides (a finite difference implies it: inf or NaN on either
+        # side makes a - e inf or NaN): the same quantities in fewer passes, as the parity suite compares millions.
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = a - e
+            if np.isfinite(err).all():
+                np.abs(err, out=err)
+                finite = np.abs(e)
+                floor = atol * max(1.0, float(finite.max()))
+                mismatches = np.count_nonzero(err > floor + rtol * finite)
+                max_rel = float((err / np.maximum(finite, floor)).max())
+                return Comparison(name, dtype, float(err.max()), max_rel, int(mismatches), int(e.size))
     both_nan = np.isnan(a) & np.isnan(e)
     same_inf = np.isinf(e) & (a == e)
     with np.errstate(invalid="ignore", over="ignore"):
