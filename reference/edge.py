@@ -363,21 +363,30 @@ def _edges(loss: bool, family: Optional[str], mode: str) -> List[str]:
     return edges
 
 
+def groups() -> List[Tuple[str, int, str]]:
+    """(class, constructor variant, dtype) of every group of cases, without running anything."""
+    return [(name, variant, dtype) for name in swept_names() for variant in range(1 + len(VARIANTS.get(name, [])))
+            for dtype in ("float64", "float32")]
+
+
+def group_cases(name: str, variant: int, dtype: str) -> List[Case]:
+    """One group's cases: each mode and (losses) target family torch accepts, over the edge catalogue; a target
+    family torch refuses is tried once, with plain data (which families torch accepts is asked of torch)."""
+    loss = is_loss(name)
+    accepted = natural(name, variant, dtype).families
+    modes = (REDUCTIONS if variant == 0 else ("mean",)) if loss else ("train", "eval")
+    out = []
+    for family in (("float", "class") if loss else (None,)):
+        for mode in modes:
+            edges = _edges(loss, family, mode) if family in accepted else ["plain"]
+            out += [Case(name, variant, edge, dtype, mode, family) for edge in edges]
+    return out
+
+
 def cases() -> List[Case]:
     """The whole sweep: every exported class, each variant, dtype, mode and (losses) target family torch accepts,
-    over the edge catalogue; a target family torch refuses is tried once, with plain data."""
-    out = []
-    for name in swept_names():
-        loss = is_loss(name)
-        for variant in range(1 + len(VARIANTS.get(name, []))):
-            for dtype in ("float64", "float32"):
-                accepted = natural(name, variant, dtype).families
-                modes = (REDUCTIONS if variant == 0 else ("mean",)) if loss else ("train", "eval")
-                for family in (("float", "class") if loss else (None,)):
-                    for mode in modes:
-                        edges = _edges(loss, family, mode) if family in accepted else ["plain"]
-                        out += [Case(name, variant, edge, dtype, mode, family) for edge in edges]
-    return out
+    over the edge catalogue."""
+    return [case for group in groups() for case in group_cases(*group)]
 
 
 # ---- running both sides --------------------------------------------------------------------------------------------

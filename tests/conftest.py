@@ -1,12 +1,20 @@
 """Fixtures shared by every test: deterministic, per-test random generators (no global RNG anywhere)."""
 from __future__ import annotations
 
+import gc
 import os
 import zlib
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+
+
+def pytest_collection_finish(session) -> None:
+    """Freeze what imports and collection created (torch alone is hundreds of thousands of objects, alive for the
+    whole session) out of the cyclic garbage collector's reach, so its full collections during the run scan only
+    what the tests create."""
+    gc.freeze()
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ per-class counts.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -24,37 +26,50 @@ from handnn import nn
 from handnn.functional import loss as L
 from reference import edge
 
-CASES = edge.cases()
-BY_ID = {case.id: case for case in CASES}
 README = Path(__file__).resolve().parents[2] / "docs" / "differences.md"
 
 
+@lru_cache(maxsize=None)
+def all_cases() -> Tuple[edge.Case, ...]:
+    """The whole sweep, built on first use (building asks torch which shapes each class takes)."""
+    return tuple(edge.cases())
+
+
+def case_by_id(case_id: str) -> edge.Case:
+    """One case, building only the groups its id can belong to."""
+    found = next((c for name, variant, dtype in GROUPS if case_id.startswith(f"{name}[{variant}]-")
+                  and f"-{dtype}-" in case_id for c in edge.group_cases(name, variant, dtype) if c.id == case_id), None)
+    if found is None:
+        raise KeyError(f"no swept case {case_id!r}")
+    return found
+
+
 #: the cases grouped by (class, constructor variant, dtype): one test runs every edge of its group and lists every
-#: failing case (``python -m reference.edge --only 'ID'`` reruns one), ~250 tests rather than one per case
-GROUPS = {}
-for _case in CASES:
-    GROUPS.setdefault(f"{_case.name}[{_case.variant}]-{_case.dtype}", []).append(_case)
+#: failing case (``python -m reference.edge --only 'ID'`` reruns one), ~250 tests rather than one per case; a group's
+#: cases are built when it runs, not at collection
+GROUPS = edge.groups()
 
 
-@pytest.mark.parametrize("group", list(GROUPS))
+@pytest.mark.parametrize("group", GROUPS, ids=[f"{name}[{variant}]-{dtype}" for name, variant, dtype in GROUPS])
 def test_edge_cases_behave_as_torch(group):
-    failed = [result for result in map(edge.run, GROUPS[group]) if not result.passed]
-    assert not failed, f"{len(failed)} of {len(GROUPS[group])} cases:\n" + "\n".join(map(str, failed))
+    cases = edge.group_cases(*group)
+    failed = [result for result in map(edge.run, cases) if not result.passed]
+    assert not failed, f"{len(failed)} of {len(cases)} cases:\n" + "\n".join(map(str, failed))
 
 
 # ---- the sweep covers everything ----------------------------------------------------------------------------------
 def test_every_exported_module_and_loss_is_swept():
     exported = {name for name in nn.__all__ if isinstance(getattr(nn, name), type)
                 and issubclass(getattr(nn, name), nn.Module)}
-    assert {case.name for case in CASES} == exported - set(edge.NOT_SWEPT)
+    assert {case.name for case in all_cases()} == exported - set(edge.NOT_SWEPT)
     assert set(edge.NOT_SWEPT) <= exported  # no stale exclusion
 
 
-@pytest.mark.parametrize("name", sorted({case.name for case in CASES}))
+@pytest.mark.parametrize("name", sorted(edge.swept_names()))
 def test_every_class_meets_every_kind_of_edge(name):
     """Each module and loss meets every kind of edge in both dtypes and modes (the catalogue does not thin out)."""
     kinds = {"shape", "nonfinite", "kinks", "magnitude", "layout", "dtype"} | ({"target"} if edge.is_loss(name) else set())
-    mine = [case for case in CASES if case.name == name]
+    mine = [case for case in all_cases() if case.name == name]
     assert {edge.edge_class(case.edge) for case in mine} >= kinds
     assert {case.dtype for case in mine} == {"float64", "float32"}
     assert {case.mode for case in mine} == (set(edge.REDUCTIONS) if edge.is_loss(name) else {"train", "eval"})
@@ -80,7 +95,7 @@ def test_new_modules_need_no_new_test(monkeypatch):
 # ---- the documented deviations ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("deviation", edge.DEVIATIONS, ids=[d.title for d in edge.DEVIATIONS])
 def test_each_deviation_applies_where_it_says(deviation):
-    result = edge.run(BY_ID[deviation.example])
+    result = edge.run(case_by_id(deviation.example))
     assert result.deviation is deviation and result.passed, str(result)
 
 
@@ -98,7 +113,7 @@ def test_readme_lists_every_deviation():
 def test_a_wrong_nan_gradient_is_caught(monkeypatch):
     """L1's slope at a NaN difference: torch's is 0; NumPy's sign gives NaN. Putting that back fails the sweep."""
     monkeypatch.setattr(L, "_l1", lambda d: (np.abs(d), np.sign(d)))
-    result = edge.run(BY_ID["L1Loss[0]-nan-float64-mean-float"])
+    result = edge.run(case_by_id("L1Loss[0]-nan-float64-mean-float"))
     assert not result.passed and "dx" in str(result)
 
 
@@ -112,7 +127,7 @@ def test_a_changed_input_is_caught(monkeypatch):
         return out
 
     monkeypatch.setattr(nn.Tanh, "forward", forward)
-    result = edge.run(BY_ID["Tanh[0]-nan-float64-train"])
+    result = edge.run(case_by_id("Tanh[0]-nan-float64-train"))
     assert not result.passed and "changed its input" in str(result)
 
 
@@ -125,7 +140,7 @@ def test_a_changed_upstream_gradient_is_caught(monkeypatch):
         return dx
 
     monkeypatch.setattr(nn.Sigmoid, "backward", backward)
-    assert not edge.run(BY_ID["Sigmoid[0]-zeros-float64-train"]).passed
+    assert not edge.run(case_by_id("Sigmoid[0]-zeros-float64-train")).passed
 
 
 def test_a_wrong_exception_class_is_caught(monkeypatch):
@@ -134,7 +149,7 @@ def test_a_wrong_exception_class_is_caught(monkeypatch):
         raise ValueError("wrong class")
 
     monkeypatch.setattr(nn.Linear, "forward", forward)
-    result = edge.run(BY_ID["Linear[0]-wrong-features-float64-train"])
+    result = edge.run(case_by_id("Linear[0]-wrong-features-float64-train"))
     assert not result.passed and "torch raises RuntimeError" in str(result)
 
 
@@ -147,4 +162,4 @@ def test_a_nan_where_torch_is_finite_is_caught(monkeypatch):
         return out
 
     monkeypatch.setattr(nn.ReLU, "forward", forward)
-    assert not edge.run(BY_ID["ReLU[0]-zeros-float64-train"]).passed
+    assert not edge.run(case_by_id("ReLU[0]-zeros-float64-train")).passed
