@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,13 @@ from reference.runs import failures
 
 FIXTURE = Path(__file__).parent / "fixtures" / "parity.npz"
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
-ARRAYS = golden.load(FIXTURE)
-ENTRIES = golden.entries(ARRAYS)
+with np.load(FIXTURE, allow_pickle=False) as _npz:  # the members' names only: the arrays load on first use
+    ENTRIES = golden.entries(dict.fromkeys(_npz.files))
+
+
+@lru_cache(maxsize=None)
+def arrays():
+    return golden.load(FIXTURE)
 
 
 def test_every_battery_case_is_recorded_in_both_dtypes():
@@ -34,21 +40,21 @@ def test_every_battery_case_is_recorded_in_both_dtypes():
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=["/".join(e) for e in ENTRIES])
 def test_handnn_matches_recorded_torch(entry):
-    results = golden.check(ARRAYS, entry)
+    results = golden.check(arrays(), entry)
     assert results, "no comparison was made"
     assert not failures(results), failures(results)
 
 
 def test_stamped_with_the_pinned_torch():
     pinned = re.search(r"^torch==(\S+)", CONSTRAINTS.read_text(), re.M).group(1)
-    assert golden.meta(ARRAYS)["torch"].split("+")[0] == pinned
+    assert golden.meta(arrays())["torch"].split("+")[0] == pinned
 
 
 def test_fixture_holds_no_pickled_objects():
     """Every member is a plain .npy of a numeric, boolean or unicode dtype: loading runs no code."""
     with zipfile.ZipFile(FIXTURE) as archive:
         assert all(name.endswith(".npy") for name in archive.namelist())
-    assert all(a.dtype.kind in "biufU" for a in ARRAYS.values())
+    assert all(a.dtype.kind in "biufU" for a in arrays().values())
 
 
 def test_recorded_torch_gradients_are_not_zero():
@@ -58,7 +64,7 @@ def test_recorded_torch_gradients_are_not_zero():
     normalisation subtracts any constant shift, so d loss / d bias is 0 up to rounding), and a recurrent cell's
     weight_hh, whose single step starts from the zero state (tests/parity/test_rnn_cells.py gives it states).
     """
-    grads = {k: v for k, v in ARRAYS.items() if ("/torch/dx" in k or "/torch/grad/" in k or k.endswith("torch/dinput"))
+    grads = {k: v for k, v in arrays().items() if ("/torch/dx" in k or "/torch/grad/" in k or k.endswith("torch/dinput"))
              and not (k.startswith("layer/MLP") and k.endswith("grad/0.bias"))
              and not (re.match(r"layer/(RNN|LSTM|GRU)Cell", k) and k.endswith("grad/weight_hh"))}
     assert len(grads) > 100
@@ -66,7 +72,7 @@ def test_recorded_torch_gradients_are_not_zero():
 
 
 def _failing_entries(section: str, name_part: str):
-    return [e for e in ENTRIES if e[0] == section and name_part in e[1] and failures(golden.check(ARRAYS, e))]
+    return [e for e in ENTRIES if e[0] == section and name_part in e[1] and failures(golden.check(arrays(), e))]
 
 
 def test_a_planted_biased_running_variance_fails_the_replay(monkeypatch):
@@ -90,8 +96,8 @@ def test_a_planted_biased_running_variance_fails_the_replay(monkeypatch):
 
 def test_a_tampered_fixture_value_fails_the_replay():
     entry = ("loss", "MSELoss(mean)", "float64")
-    tampered = dict(ARRAYS)
+    tampered = dict(arrays())
     key = "loss/MSELoss(mean)/float64/torch/dinput"
-    tampered[key] = ARRAYS[key] * (1 + 1e-6)
-    assert not failures(golden.check(ARRAYS, entry))
+    tampered[key] = arrays()[key] * (1 + 1e-6)
+    assert not failures(golden.check(arrays(), entry))
     assert "dinput" in failures(golden.check(tampered, entry))

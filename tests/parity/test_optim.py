@@ -192,8 +192,10 @@ def test_trajectory_matches_torch(rng, dtype, config):
     assert moved > 0.05
 
 
-#: a parameter of several of ``_kernels.BLOCK``-element blocks (the last one partial) and a small one
-BLOCKED_SHAPES: List[Tuple[int, ...]] = [(300, 500), (7,)]
+#: blocks of 4096 elements here (``_kernels.BLOCK`` is patched, as ``WHOLE_BYTES`` is: the cutting does not depend on
+#: the size), a parameter of 2.2 blocks (the last one partial) and a small one
+TEST_BLOCK = 4096
+BLOCKED_SHAPES: List[Tuple[int, ...]] = [(30, 300), (7,)]
 # L2 weight decay left out: torch adds ``grad + wd * p`` with a fused multiply-add, and among 150000 elements a few
 # cancel to ~1e-6 of their terms, where that single rounding differs by 1e-3 relative (a property of the data, not
 # of blocks; measured: the same elements differ with the whole-array code). That blocks change no bit is
@@ -204,11 +206,14 @@ BLOCKED_CONFIGS = [c for c in CONFIGS if "weight_decay" not in c[1] or c[0] == "
 @pytest.mark.parametrize("config", BLOCKED_CONFIGS, ids=_config_id)
 def test_trajectory_over_several_blocks(rng, dtype, config, monkeypatch):
     """Adam, RMSprop and Adagrad update large parameters block by block (``_kernels.blockwise``): 8 steps on a
-    parameter of 2.3 blocks equal torch's. Every other step hands Fortran-ordered (strided) gradients, which cannot
+    parameter of 2.2 blocks equal torch's. Every other step hands Fortran-ordered (strided) gradients, which cannot
     be cut into the parameter's blocks: the whole-array path must give the same. (Blocks start beyond
-    ``_kernels.WHOLE_BYTES``, set to 0 here so that a test-sized parameter is cut.)"""
-    assert math.prod(BLOCKED_SHAPES[0]) > 2 * _kernels.BLOCK
+    ``_kernels.WHOLE_BYTES``, set to 0 here so that a test-sized parameter is cut, and are ``TEST_BLOCK`` long;
+    the cached constant blocks are emptied for the test, so none of the test's size outlives it.)"""
     monkeypatch.setattr(_kernels, "WHOLE_BYTES", 0)
+    monkeypatch.setattr(_kernels, "BLOCK", TEST_BLOCK)
+    monkeypatch.setattr(_kernels, "_blocks", {})
+    assert 2 * _kernels.BLOCK < math.prod(BLOCKED_SHAPES[0]) < 3 * _kernels.BLOCK
     name, kwargs = config
     twins = Twins(rng, dtype, shapes=BLOCKED_SHAPES, maximize=kwargs.get("maximize", False))
     hopt, topt = make(name, twins, kwargs)
