@@ -23,9 +23,9 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from handnn import nn, optim
+from handnn.experiments import cnn as cnn_experiment
 from reference import compare, to_tensor, to_torch
 from reference.optim import to_torch_optimizer
 
@@ -41,9 +41,9 @@ FLOAT32_DRIFT_BOUND = {"SGD(momentum, weight_decay)": (5e-6, 1.2e-5), "Adam": (2
 
 
 def digits(dtype) -> Tuple[np.ndarray, np.ndarray]:
-    """The 1797 images as (N, 1, 8, 8) in [0, 1], and their labels."""
-    x, y = load_digits(return_X_y=True)
-    return (x / 16.0).reshape(-1, 1, 8, 8).astype(dtype), y.astype(np.int64)
+    """The 1797 images as (N, 1, 8, 8) in [0, 1], and their labels (the cnn experiment's)."""
+    x, y = cnn_experiment.digits()
+    return x.astype(dtype), y
 
 
 def cnn(dtype, rng: np.random.Generator) -> nn.Sequential:
