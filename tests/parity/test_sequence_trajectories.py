@@ -126,13 +126,14 @@ SETUPS: Dict[str, Tuple[Callable[[object, int], Setup], int]] = {
 }
 
 
-def _run(name: str, dtype, seed: int) -> List[Tuple[int, str, float, bool]]:
-    """Train both sides; per step and value: (step, name, drift, within the tolerance table)."""
+def _run(name: str, dtype, seed: int) -> Tuple[List[Tuple[int, str, float, bool]], List[float]]:
+    """Train both sides; per step and value: (step, name, drift, within the tolerance table); and handnn's loss
+    of every step."""
     build, steps = SETUPS[name]
     model, twin, opt, batch, max_norm = build(dtype, seed)
     twin_opt = to_torch_optimizer(opt, model, twin)
     loss_fn, twin_loss = nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
-    records = []
+    records, losses = [], []
     for step in range(1, steps + 1):
         x, y = batch(step)
         opt.zero_grad()
@@ -144,6 +145,7 @@ def _run(name: str, dtype, seed: int) -> List[Tuple[int, str, float, bool]]:
         if isinstance(model, Classifier):
             exact_zero_key_bias(model, twin)
         theirs = {"loss": value.item()}
+        losses.append(float(ours["loss"]))
         if max_norm is not None:
             ours["total norm"] = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             theirs["total norm"] = torch.nn.utils.clip_grad_norm_(twin.parameters(), max_norm).item()
@@ -158,36 +160,25 @@ def _run(name: str, dtype, seed: int) -> List[Tuple[int, str, float, bool]]:
                 continue
             drift = float(np.max(np.abs(a.astype(np.float64) - e))) / max(1.0, float(np.max(np.abs(e))))
             records.append((step, key, drift, compare(key, a.astype(e.dtype), e).passed))
-    return records
+    return records, losses
 
 
 @pytest.mark.parametrize("name", list(SETUPS))
 def test_sequence_model_equals_torch_after_every_step_float64(name, seed):
-    records = _run(name, np.float64, seed)
+    records, losses = _run(name, np.float64, seed)
     failed = [r for r in records if not r[3]]
     assert not failed, f"{len(failed)} mismatches, first: step {failed[0][0]} {failed[0][1]} drift {failed[0][2]:.3g}"
     assert len({step for step, *_ in records}) == SETUPS[name][1]
+    if name in ("LSTM", "GRU"):
+        # the premise of comparing trajectories: the language model trains (its loss falls well below log(V),
+        # the loss of a uniform guess), it does not idle
+        assert np.mean(losses[-20:]) < 0.8 * np.log(len(charlm.vocabulary())), losses[-20:]
 
 
 @pytest.mark.parametrize("name", list(SETUPS))
 def test_sequence_model_float32_drift_is_bounded(name):
-    records = _run(name, np.float32, 0)
+    records, _ = _run(name, np.float32, 0)
     params = max(drift for _, key, drift, _ in records if key.startswith("model"))
     rest = max(drift for _, key, drift, _ in records if not key.startswith("model"))
     bound_params, bound_rest = FLOAT32_DRIFT_BOUND[name]
     assert params <= bound_params and rest <= bound_rest, (params, rest)
-
-
-def test_the_language_model_learns():
-    """The premise of comparing trajectories: the loss falls well below log(V) (it is training, not idling)."""
-    model, twin, opt, batch, max_norm = _language_model("LSTM", np.float64, 0)
-    loss_fn = nn.CrossEntropyLoss()
-    losses = []
-    for step in range(LM_STEPS):
-        x, y = batch(step)
-        opt.zero_grad()
-        losses.append(loss_fn(model(x), y))
-        model.backward(loss_fn.backward())
-        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        opt.step()
-    assert np.mean(losses[-20:]) < 0.8 * np.log(len(charlm.vocabulary())), losses[-20:]
