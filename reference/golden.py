@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -78,10 +78,11 @@ def meta(arrays: Mapping[str, np.ndarray]) -> Dict[str, str]:
     return {key[len("meta/"):]: str(value) for key, value in arrays.items() if key.startswith("meta/")}
 
 
-def entries(arrays: Mapping[str, np.ndarray]) -> List[Entry]:
-    """(section, component, dtype) of every recorded case, in recording order."""
+def entries(keys: Iterable[str]) -> List[Entry]:
+    """(section, component, dtype) of every recorded case, in recording order, from the fixture's keys (or the
+    arrays keyed by them)."""
     seen: Dict[Entry, None] = {}
-    for key in arrays:
+    for key in keys:
         section, _, rest = key.partition("/")
         if section in SECTIONS:
             component, dtype = rest.split("/")[:2]

@@ -22,7 +22,7 @@ from reference.runs import failures
 FIXTURE = Path(__file__).parent / "fixtures" / "parity.npz"
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
 with np.load(FIXTURE, allow_pickle=False) as _npz:  # the members' names only: the arrays load on first use
-    ENTRIES = golden.entries(dict.fromkeys(_npz.files))
+    ENTRIES = golden.entries(_npz.files)
 
 
 @lru_cache(maxsize=None)
